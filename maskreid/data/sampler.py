@@ -1,0 +1,58 @@
+"""PK sampling for batch-hard triplet mining: P identities x K images per batch.
+
+An epoch follows torchreid's RandomIdentitySampler: each identity's images are shuffled and cut into
+chunks of K (identities with fewer than K images are topped up by sampling with replacement); batches take
+one chunk from each of P randomly chosen identities until fewer than P identities have chunks left.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from typing import Iterator, Sequence
+
+import numpy as np
+
+
+class PKSampler:
+    """Yields lists of P*K dataset indices, each list holding exactly P distinct ids with K images each."""
+
+    def __init__(self, pids: Sequence[int], p: int, k: int, seed: int) -> None:
+        self.p, self.k = p, k
+        self.rng = np.random.default_rng(seed)
+        by_pid: dict[int, list[int]] = defaultdict(list)
+        for index, pid in enumerate(pids):
+            by_pid[int(pid)].append(index)
+        self.by_pid = dict(by_pid)
+        few = sum(1 for v in self.by_pid.values() if len(v) < k)
+        if len(self.by_pid) < p:
+            raise ValueError(f"PK sampling needs at least P={p} identities in the training split, found "
+                             f"{len(self.by_pid)}; lower ids_per_batch")
+        if few:
+            warnings.warn(f"{few} of {len(self.by_pid)} identities have fewer than K={k} images; their images "
+                          "are sampled with replacement", stacklevel=2)
+
+    def _chunks(self) -> dict[int, list[list[int]]]:
+        chunks: dict[int, list[list[int]]] = {}
+        for pid, idx in self.by_pid.items():
+            pool = list(self.rng.permutation(idx))
+            if len(pool) < self.k:
+                pool = list(self.rng.choice(idx, size=self.k, replace=True))
+            chunks[pid] = [pool[i:i + self.k] for i in range(0, len(pool) - self.k + 1, self.k)]
+        return chunks
+
+    def __iter__(self) -> Iterator[list[int]]:
+        chunks = self._chunks()
+        available = [pid for pid, c in chunks.items() if c]
+        while len(available) >= self.p:
+            chosen = self.rng.choice(available, size=self.p, replace=False)
+            batch: list[int] = []
+            for pid in chosen.tolist():
+                batch.extend(int(i) for i in chunks[pid].pop())
+            available = [pid for pid in available if chunks[pid]]
+            yield batch
+
+    def __len__(self) -> int:
+        """Expected number of batches (exact when no identity runs out early)."""
+        total = sum(max(1, len(v) // self.k) for v in self.by_pid.values())
+        return total // self.p

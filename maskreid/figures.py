@@ -1,0 +1,45 @@
+"""The mask figure (like the paper's Fig. 1): images, generated masks, images with the top pixels hidden."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from maskreid.data.loading import ImageCache, Normalizer, center_crop, to_model_input  # noqa: E402
+from maskreid.io import atomic_path  # noqa: E402
+from maskreid.masking import hide_top_pixels  # noqa: E402
+
+
+@torch.no_grad()
+def mask_figure(mask_net: torch.nn.Module, cache: ImageCache, crop: tuple[int, int], drop_ratio: float,
+                out: Path, count: int = 8, device: torch.device | str = "cpu") -> None:
+    """Save a 3-row PNG for `count` evenly spaced images of `cache`."""
+    device = torch.device(device)
+    normalizer = Normalizer(device)
+    idx = np.linspace(0, len(cache) - 1, num=min(count, len(cache))).round().astype(int).tolist()
+    raw = center_crop(cache.images[idx], crop)
+    images = to_model_input(raw, normalizer, device)
+    masks = mask_net.eval()(images)
+    hidden = normalizer.denormalize(hide_top_pixels(images, masks, drop_ratio, normalizer)).clamp(0, 1)
+    rows = [("image", raw.permute(0, 2, 3, 1).numpy()),
+            ("mask M(a)", masks[:, 0].cpu().numpy()),
+            (f"top {drop_ratio:.0%} hidden", hidden.permute(0, 2, 3, 1).cpu().numpy())]
+    fig, axes = plt.subplots(3, len(idx), figsize=(1.3 * len(idx), 6.2), squeeze=False)
+    for r, (label, data) in enumerate(rows):
+        for c in range(len(idx)):
+            ax = axes[r][c]
+            ax.imshow(data[c], cmap="jet" if data[c].ndim == 2 else None, vmin=0, vmax=1 if data[c].ndim == 2 else None)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""Networks: the feature extractor F and the mask generator M."""

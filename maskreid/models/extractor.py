@@ -1,0 +1,120 @@
+"""Feature extractor F: a CNN backbone without its classifier, global average pooling, then
+1x1 conv to the embedding size, BatchNorm and ReLU (paper, section 2)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+# torchvision's ImageNet weights (the file name carries the sha256 prefix torch.hub checks).
+IMAGENET_URLS = {
+    "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+    "resnet34": "https://download.pytorch.org/models/resnet34-b627a593.pth",
+    "resnet50": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+    "resnet101": "https://download.pytorch.org/models/resnet101-63fe2227.pth",
+    "resnet152": "https://download.pytorch.org/models/resnet152-394f9c45.pth",
+}
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Pretrained weights are missing, unreachable or do not fit the backbone."""
+
+
+def is_known_backbone(name: str) -> bool:
+    import timm
+
+    return bool(timm.is_model(name))
+
+
+def imagenet_weights_path(backbone: str) -> Path:
+    """Where the ImageNet weights of `backbone` are expected (torch.hub's checkpoint cache)."""
+    url = IMAGENET_URLS[backbone]
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    host = urlparse(url).hostname or ""
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def fetch_imagenet_weights(backbone: str) -> Path:
+    """Return the local path of the ImageNet weights, downloading them (hash-checked) when reachable."""
+    if backbone not in IMAGENET_URLS:
+        raise PretrainedWeightsError(
+            f"pretrained: imagenet is available for {', '.join(IMAGENET_URLS)}; for backbone {backbone!r} "
+            "give a weights file path (pretrained: path/to/weights.pth) or pretrained: none")
+    path = imagenet_weights_path(backbone)
+    if path.is_file():
+        return path
+    url = IMAGENET_URLS[backbone]
+    if not _reachable(url):
+        raise PretrainedWeightsError(
+            f"ImageNet weights for {backbone} are not on this machine and {urlparse(url).hostname} is unreachable.\n"
+            f"  Download {url}\n  and place it at {path}\n"
+            "  (or set pretrained to that file's path, or pretrained: none to train from scratch)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(url, str(path), hash_prefix=path.stem.rsplit("-", 1)[-1], progress=True)
+    return path
+
+
+def load_backbone_weights(backbone: nn.Module, path: Path, name: str) -> None:
+    """Load a state dict (weights only, never pickled code) into `backbone`, checking keys and shapes."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure here means an unusable file
+        raise PretrainedWeightsError(f"{path}: cannot be read as a weights file ({err.__class__.__name__}: "
+                                     f"{str(err).splitlines()[0]})") from err
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise PretrainedWeightsError(f"{path}: expected a state dict (name -> tensor), got {type(state).__name__}")
+    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the classifier is removed anyway
+    own = backbone.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        detail = []
+        if missing:
+            detail.append(f"{len(missing)} missing, e.g. {missing[:3]}")
+        if unexpected:
+            detail.append(f"{len(unexpected)} unexpected, e.g. {unexpected[:3]}")
+        if wrong:
+            detail.append(f"{len(wrong)} with other shapes, e.g. {wrong[:2]}")
+        raise PretrainedWeightsError(f"{path}: does not fit backbone {name!r}: " + "; ".join(detail))
+    backbone.load_state_dict(state)
+
+
+class FeatureExtractor(nn.Module):
+    """F: backbone -> GAP -> 1x1 conv (embedding_dim) -> BN -> ReLU -> embedding vector."""
+
+    def __init__(self, backbone: str, embedding_dim: int = 512, pretrained: str = "none") -> None:
+        super().__init__()
+        import timm
+
+        self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0, global_pool="avg")
+        if pretrained == "imagenet":
+            load_backbone_weights(self.backbone, fetch_imagenet_weights(backbone), backbone)
+        elif pretrained != "none":
+            load_backbone_weights(self.backbone, Path(pretrained), backbone)
+        channels = int(self.backbone.num_features)
+        self.embed = nn.Sequential(
+            nn.Conv2d(channels, embedding_dim, kernel_size=1, stride=1),
+            nn.BatchNorm2d(embedding_dim),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pooled = self.backbone(images)  # (B, C) after global average pooling
+        return self.embed(pooled[:, :, None, None]).flatten(1)

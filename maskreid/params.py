@@ -1,0 +1,291 @@
+"""Load params.yaml (through Hydra's Compose API) and turn it into typed, validated settings.
+
+Validation happens before any work so that a broken params.yaml fails in well under a second with one
+message that lists every problem, instead of after minutes of training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+KNOWN_DATASETS = ("synthetic",)
+KNOWN_PROFILES = ("quick", "paper")
+
+
+class ParamsError(ValueError):
+    """params.yaml is malformed; the message lists every problem found."""
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    backbone: str
+    pretrained: str
+    embedding_dim: int
+    unet_width: int
+
+
+@dataclass(frozen=True)
+class InputParams:
+    resize: tuple[int, int]
+    crop: tuple[int, int]
+    flip: float
+
+
+@dataclass(frozen=True)
+class Stage1Params:
+    epochs: int
+    ids_per_batch: int
+    images_per_id: int
+    lr: float
+
+
+@dataclass(frozen=True)
+class Stage2Params:
+    epochs: int
+    batch_size: int
+    lr: float
+
+
+@dataclass(frozen=True)
+class Stage3Params:
+    epochs: int
+
+
+@dataclass(frozen=True)
+class EvaluationParams:
+    max_rank: int
+    ranks: tuple[int, ...]
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    train_ids: int
+    test_ids: int
+    cameras: int
+    images_per_camera: tuple[int, int]
+    cameras_per_id: tuple[int, int]
+    distractors: int
+    junk: int
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything a stage may read, already resolved for the active profile."""
+
+    seed: int
+    datasets: tuple[str, ...]
+    profile: str
+    lambda1: float
+    lambda2: float
+    drop_ratio: float
+    triplet_margin: float
+    sparsity_weight: float
+    mask_update_every: int
+    evaluation: EvaluationParams
+    synthetic: SyntheticParams
+    model: ModelParams
+    input: InputParams
+    stage1: Stage1Params
+    stage2: Stage2Params
+    stage3: Stage3Params
+
+
+def load_raw(params_file: Path | str = "params.yaml", overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Read params.yaml with Hydra's Compose API (no outputs/ folder, no chdir, no logging setup)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    path = Path(params_file).resolve()
+    if not path.is_file():
+        raise ParamsError(f"{path}: parameters file not found")
+    with initialize_config_dir(config_dir=str(path.parent), version_base=None):
+        cfg = compose(config_name=path.stem, overrides=list(overrides))
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+class _Checker:
+    """Collects every problem instead of stopping at the first one."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def get(self, mapping: Any, key: str, where: str) -> Any:
+        if not isinstance(mapping, dict) or key not in mapping:
+            self.problems.append(f"{where}{key}: missing")
+            return None
+        return mapping[key]
+
+    def number(self, mapping: Any, key: str, where: str, kind: type = float, *, low: float | None = None,
+               high: float | None = None, low_open: bool = False, high_open: bool = False) -> Any:
+        value = self.get(mapping, key, where)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+            self.problems.append(f"{where}{key}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
+            return None
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high:
+            lo = "(" if low_open else "["
+            hi = ")" if high_open else "]"
+            self.problems.append(f"{where}{key}: {value!r} outside {lo}{low if low is not None else '-inf'}, "
+                                 f"{high if high is not None else 'inf'}{hi}")
+            return None
+        return kind(value)
+
+    def positive_int(self, mapping: Any, key: str, where: str) -> Any:
+        return self.number(mapping, key, where, int, low=1)
+
+    def pair(self, mapping: Any, key: str, where: str) -> Any:
+        value = self.get(mapping, key, where)
+        if value is None:
+            return None
+        if (not isinstance(value, (list, tuple)) or len(value) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+            self.problems.append(f"{where}{key}: expected two positive integers [a, b], got {value!r}")
+            return None
+        return (int(value[0]), int(value[1]))
+
+    def choice(self, mapping: Any, key: str, where: str, allowed: Sequence[str]) -> Any:
+        value = self.get(mapping, key, where)
+        if value is None:
+            return None
+        if value not in allowed:
+            self.problems.append(f"{where}{key}: {value!r} is not one of {', '.join(allowed)}")
+            return None
+        return value
+
+
+def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
+    """Check every field of params.yaml and build Params; raise ParamsError listing all problems."""
+    from maskreid.models.extractor import is_known_backbone
+
+    c = _Checker(source)
+    seed = c.number(raw, "seed", "", int, low=0)
+    datasets = c.get(raw, "datasets", "")
+    if datasets is not None:
+        if not isinstance(datasets, list) or not datasets:
+            c.problems.append(f"datasets: expected a non-empty list, got {datasets!r}")
+            datasets = None
+        else:
+            unknown = [d for d in datasets if d not in KNOWN_DATASETS]
+            if unknown:
+                c.problems.append(f"datasets: unknown {unknown}; known: {', '.join(KNOWN_DATASETS)}")
+    profile = c.choice(raw, "profile", "", KNOWN_PROFILES)
+    lambda1 = c.number(raw, "lambda1", "", low=0.0, high=1.0)
+    lambda2 = c.number(raw, "lambda2", "", low=0.0, high=1.0)
+    drop_ratio = c.number(raw, "drop_ratio", "", low=0.0, high=1.0, low_open=True, high_open=True)
+    margin = c.number(raw, "triplet_margin", "", low=0.0)
+    sparsity_weight = c.number(raw, "sparsity_weight", "", low=0.0)
+    mask_every = c.positive_int(raw, "mask_update_every", "")
+
+    ev = c.get(raw, "evaluation", "")
+    evaluation = None
+    if ev is not None:
+        max_rank = c.positive_int(ev, "max_rank", "evaluation.")
+        ranks = c.get(ev, "ranks", "evaluation.")
+        if ranks is not None and (not isinstance(ranks, list) or not ranks
+                                  or not all(isinstance(r, int) and r >= 1 for r in ranks)):
+            c.problems.append(f"evaluation.ranks: expected a list of positive integers, got {ranks!r}")
+            ranks = None
+        if ranks and max_rank and max(ranks) > max_rank:
+            c.problems.append(f"evaluation.ranks: {max(ranks)} is larger than evaluation.max_rank={max_rank}")
+        batch = c.positive_int(ev, "batch_size", "evaluation.")
+        if None not in (max_rank, ranks, batch):
+            evaluation = EvaluationParams(max_rank, tuple(ranks), batch)
+
+    syn = c.get(raw, "synthetic", "")
+    synthetic = None
+    if syn is not None:
+        w = "synthetic."
+        vals = dict(
+            train_ids=c.positive_int(syn, "train_ids", w), test_ids=c.positive_int(syn, "test_ids", w),
+            cameras=c.number(syn, "cameras", w, int, low=2, high=9),
+            images_per_camera=c.pair(syn, "images_per_camera", w),
+            cameras_per_id=c.pair(syn, "cameras_per_id", w),
+            distractors=c.number(syn, "distractors", w, int, low=0), junk=c.number(syn, "junk", w, int, low=0),
+            height=c.number(syn, "height", w, int, low=32), width=c.number(syn, "width", w, int, low=16),
+        )
+        for key in ("images_per_camera", "cameras_per_id"):
+            if vals[key] and vals[key][0] > vals[key][1]:
+                c.problems.append(f"{w}{key}: min {vals[key][0]} is larger than max {vals[key][1]}")
+                vals[key] = None
+        if vals["cameras_per_id"] and vals["cameras"] and vals["cameras_per_id"][1] > vals["cameras"]:
+            c.problems.append(f"{w}cameras_per_id: max {vals['cameras_per_id'][1]} exceeds cameras={vals['cameras']}")
+        if vals["cameras_per_id"] and vals["cameras_per_id"][0] < 2:
+            c.problems.append(f"{w}cameras_per_id: min must be at least 2 so every query has a cross-camera match")
+        if None not in vals.values():
+            synthetic = SyntheticParams(**vals)
+
+    sections: dict[str, Any] = {}
+    profiles = c.get(raw, "profiles", "")
+    prof = profiles.get(profile) if isinstance(profiles, dict) and profile else None
+    if profile and isinstance(profiles, dict) and prof is None:
+        c.problems.append(f"profiles.{profile}: missing (profile={profile!r})")
+    if isinstance(prof, dict):
+        p = f"profiles.{profile}."
+        m = c.get(prof, "model", p)
+        if m is not None:
+            backbone = c.get(m, "backbone", p + "model.")
+            if backbone is not None and not is_known_backbone(str(backbone)):
+                c.problems.append(f"{p}model.backbone: {backbone!r} is not a timm/torchvision model name "
+                                  "(e.g. resnet18, resnet50)")
+                backbone = None
+            pretrained = c.get(m, "pretrained", p + "model.")
+            if pretrained is not None and pretrained not in ("imagenet", "none") and not Path(str(pretrained)).is_file():
+                c.problems.append(f"{p}model.pretrained: {pretrained!r} is neither 'imagenet', 'none' nor an existing file")
+                pretrained = None
+            emb = c.positive_int(m, "embedding_dim", p + "model.")
+            unet = c.positive_int(m, "unet_width", p + "model.")
+            if None not in (backbone, pretrained, emb, unet):
+                sections["model"] = ModelParams(str(backbone), str(pretrained), emb, unet)
+        i = c.get(prof, "input", p)
+        if i is not None:
+            resize, crop = c.pair(i, "resize", p + "input."), c.pair(i, "crop", p + "input.")
+            flip = c.number(i, "flip", p + "input.", low=0.0, high=1.0)
+            if resize and crop and (crop[0] > resize[0] or crop[1] > resize[1]):
+                c.problems.append(f"{p}input.crop: {list(crop)} is larger than resize {list(resize)}")
+                crop = None
+            if crop and (crop[0] % 16 or crop[1] % 16):
+                c.problems.append(f"{p}input.crop: {list(crop)} must be multiples of 16 (the U-Net halves it 4 times)")
+                crop = None
+            if None not in (resize, crop, flip):
+                sections["input"] = InputParams(resize, crop, flip)
+        s1 = c.get(prof, "stage1", p)
+        if s1 is not None:
+            v1 = (c.positive_int(s1, "epochs", p + "stage1."), c.number(s1, "ids_per_batch", p + "stage1.", int, low=2),
+                  c.number(s1, "images_per_id", p + "stage1.", int, low=2),
+                  c.number(s1, "lr", p + "stage1.", low=0.0, low_open=True))
+            if None not in v1:
+                sections["stage1"] = Stage1Params(*v1)
+        s2 = c.get(prof, "stage2", p)
+        if s2 is not None:
+            v2 = (c.positive_int(s2, "epochs", p + "stage2."), c.positive_int(s2, "batch_size", p + "stage2."),
+                  c.number(s2, "lr", p + "stage2.", low=0.0, low_open=True))
+            if None not in v2:
+                sections["stage2"] = Stage2Params(*v2)
+        s3 = c.get(prof, "stage3", p)
+        if s3 is not None:
+            e3 = c.positive_int(s3, "epochs", p + "stage3.")
+            if e3 is not None:
+                sections["stage3"] = Stage3Params(e3)
+
+    if c.problems:
+        raise ParamsError(f"{source}: {len(c.problems)} problem(s):\n  - " + "\n  - ".join(c.problems))
+    return Params(seed=seed, datasets=tuple(datasets), profile=profile, lambda1=lambda1, lambda2=lambda2,
+                  drop_ratio=drop_ratio, triplet_margin=margin, sparsity_weight=sparsity_weight,
+                  mask_update_every=mask_every, evaluation=evaluation, synthetic=synthetic, **sections)
+
+
+def load_params(params_file: Path | str = "params.yaml", overrides: Sequence[str] = ()) -> Params:
+    """Load and validate; the single entry point stage scripts use."""
+    return validate(load_raw(params_file, overrides), str(params_file))

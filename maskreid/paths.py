@@ -1,0 +1,42 @@
+"""Where each stage reads and writes, relative to the project root (the same names dvc.yaml declares)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DatasetPaths:
+    dataset: str
+    root: Path = Path(".")
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / "raw" / self.dataset
+
+    @property
+    def prepared(self) -> Path:
+        return self.root / "data" / "prepared" / self.dataset
+
+    @property
+    def manifest(self) -> Path:
+        return self.prepared / "manifest.csv"
+
+    def checkpoint(self, stage: int) -> Path:
+        return self.root / "models" / self.dataset / f"stage{stage}.pt"
+
+    def losses(self, name: str) -> Path:
+        return self.root / "plots" / "losses" / name / f"{self.dataset}.csv"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics" / f"{self.dataset}.json"
+
+    @property
+    def cmc(self) -> Path:
+        return self.root / "plots" / "cmc" / f"{self.dataset}.csv"
+
+    @property
+    def mask_figure(self) -> Path:
+        return self.root / "plots" / "masks" / f"{self.dataset}.png"

@@ -1,0 +1,242 @@
+"""What each DVC stage does, as library functions the thin scripts in stages/ call (and tests can too)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from maskreid.checkpoints import load_checkpoint, save_checkpoint
+from maskreid.data.loading import ImageCache, Normalizer
+from maskreid.data.manifest import read_manifest, summarize, write_manifest
+from maskreid.data.market import JUNK_PID, scan_market_folder
+from maskreid.data.sampler import PKSampler
+from maskreid.data import synthetic
+from maskreid.evaluation import euclidean_distances, evaluate, summarize_percent
+from maskreid.features import color_histograms, extract_features
+from maskreid.io import atomic_write_text
+from maskreid.models.extractor import FeatureExtractor
+from maskreid.models.unet import UNet
+from maskreid.params import Params
+from maskreid.paths import DatasetPaths
+from maskreid.training import (BatchMaker, train_extractor_epoch, train_joint_epoch, train_mask_epoch)
+
+log = logging.getLogger("maskreid")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ----------------------------------------------------------------------------------------------- prepare
+def prepare(params: Params, paths: DatasetPaths) -> dict[str, Any]:
+    """Build (and for `synthetic`, first generate) the dataset's manifest; validate and summarise it."""
+    if paths.dataset == "synthetic":
+        images_root = paths.prepared / "images"
+        if images_root.exists():
+            import shutil
+            shutil.rmtree(images_root)
+        count = synthetic.generate(images_root, params.synthetic, params.seed)
+        log.info("generated %d synthetic images under %s", count, images_root)
+        manifest = scan_market_folder(images_root, max_camera=params.synthetic.cameras)
+    else:  # pragma: no cover - validation rejects other names until they are supported
+        raise ValueError(f"unknown dataset {paths.dataset!r}")
+    manifest["path"] = [str(Path(p)) for p in manifest.path]
+    summary = summarize(manifest, paths.dataset)
+    for warning in summary.warnings:
+        log.warning("%s: %s", paths.dataset, warning)
+    write_manifest(manifest, summary, paths.prepared)
+    return summary.__dict__
+
+
+def _split(manifest: pd.DataFrame, split: str, drop_junk: bool = True) -> pd.DataFrame:
+    part = manifest[manifest.split == split]
+    return part[part.pid != JUNK_PID] if drop_junk else part
+
+
+def load_split(paths: DatasetPaths, split: str, size: tuple[int, int]) -> ImageCache:
+    part = _split(read_manifest(paths.manifest), split)
+    root = paths.root
+    return ImageCache.build([str(root / p) for p in part.path], part.pid.tolist(), part.camid.tolist(), size,
+                            desc=f"decoding {paths.dataset}/{split}")
+
+
+# ------------------------------------------------------------------------------------------------ models
+def build_extractor(params: Params) -> FeatureExtractor:
+    m = params.model
+    return FeatureExtractor(m.backbone, m.embedding_dim, m.pretrained)
+
+
+def build_mask_net(params: Params) -> UNet:
+    return UNet(params.model.unet_width)
+
+
+def _batch_maker(params: Params, cache: ImageCache, device: torch.device, seed_offset: int) -> BatchMaker:
+    generator = torch.Generator().manual_seed(params.seed + seed_offset)
+    return BatchMaker(cache, params.input.crop, params.input.flip, device, generator, Normalizer(device))
+
+
+class LossLog:
+    """Per-epoch losses, rewritten (atomically) after every epoch as a CSV that DVC plots."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.rows = path, []
+
+    def add(self, epoch: int, values: dict[str, float]) -> None:
+        self.rows.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in values.items()}})
+        atomic_write_text(self.path, pd.DataFrame(self.rows).to_csv(index=False))
+
+
+def _run_epochs(name: str, epochs: int, step: Callable[[int], dict[str, float]], log_path: Path) -> None:
+    losses = LossLog(log_path)
+    for epoch in range(epochs):
+        values = step(epoch)
+        losses.add(epoch, values)
+        log.info("%s epoch %d/%d: %s", name, epoch + 1, epochs,
+                 ", ".join(f"{k}={v:.4f}" for k, v in values.items()))
+
+
+# ---------------------------------------------------------------------------------------------- training
+def train_stage1(params: Params, paths: DatasetPaths) -> None:
+    """Stage 1: F alone with the batch-hard triplet loss."""
+    seed_everything(params.seed)
+    device = pick_device()
+    extractor = build_extractor(params).to(device)
+    cache = load_split(paths, "train", params.input.resize)
+    s1 = params.stage1
+    sampler = PKSampler(cache.pids, s1.ids_per_batch, s1.images_per_id, params.seed)
+    optimizer = torch.optim.Adam(extractor.parameters(), lr=s1.lr)
+    make = _batch_maker(params, cache, device, 1)
+    _run_epochs("stage1", s1.epochs,
+                lambda e: train_extractor_epoch(extractor, optimizer, make, sampler, params.triplet_margin, e),
+                paths.losses("stage1"))
+    save_checkpoint(paths.checkpoint(1), {"extractor": extractor.state_dict(), "model": params.model.__dict__})
+
+
+def train_stage2(params: Params, paths: DatasetPaths) -> None:
+    """Stage 2: M alone with L_mask, F (from stage 1) frozen."""
+    seed_everything(params.seed + 2)
+    device = pick_device()
+    extractor = build_extractor_from(paths.checkpoint(1), params, device)
+    mask_net = build_mask_net(params).to(device)
+    cache = load_split(paths, "train", params.input.resize)
+    optimizer = torch.optim.Adam(mask_net.parameters(), lr=params.stage2.lr)
+    make = _batch_maker(params, cache, device, 2)
+    rng = np.random.default_rng(params.seed + 2)
+    _run_epochs("stage2", params.stage2.epochs,
+                lambda e: train_mask_epoch(mask_net, extractor, optimizer, make, params.stage2.batch_size,
+                                           params.lambda2, params.sparsity_weight, rng, e),
+                paths.losses("stage2"))
+    save_checkpoint(paths.checkpoint(2), {"mask": mask_net.state_dict(), "mask_optimizer": optimizer.state_dict(),
+                                          "model": params.model.__dict__})
+
+
+def train_stage3(params: Params, paths: DatasetPaths) -> None:
+    """Stage 3: F with L_extractor (top drop_ratio mask pixels hidden), M with L_mask every few epochs."""
+    seed_everything(params.seed + 3)
+    device = pick_device()
+    extractor = build_extractor_from(paths.checkpoint(1), params, device)
+    stage2 = load_checkpoint(paths.checkpoint(2), required=("mask", "mask_optimizer"))
+    mask_net = build_mask_net(params).to(device)
+    mask_net.load_state_dict(stage2["mask"])
+    cache = load_split(paths, "train", params.input.resize)
+    s1 = params.stage1
+    sampler = PKSampler(cache.pids, s1.ids_per_batch, s1.images_per_id, params.seed + 3)
+    opt_f = torch.optim.Adam(extractor.parameters(), lr=s1.lr)
+    opt_m = torch.optim.Adam(mask_net.parameters(), lr=params.stage2.lr)
+    opt_m.load_state_dict(stage2["mask_optimizer"])
+    make = _batch_maker(params, cache, device, 3)
+    rng = np.random.default_rng(params.seed + 3)
+    mask_log = LossLog(paths.losses("stage3_mask"))
+
+    def epoch_step(epoch: int) -> dict[str, float]:
+        values = train_joint_epoch(extractor, mask_net, opt_f, make, sampler, params.lambda1, params.drop_ratio,
+                                   params.triplet_margin, epoch)
+        if (epoch + 1) % params.mask_update_every == 0:
+            mask_values = train_mask_epoch(mask_net, extractor, opt_m, make, params.stage2.batch_size,
+                                           params.lambda2, params.sparsity_weight, rng, epoch,
+                                           stage="train_joint (stage 3, M update)")
+            mask_log.add(epoch, mask_values)
+        return values
+
+    _run_epochs("stage3", params.stage3.epochs, epoch_step, paths.losses("stage3"))
+    if not mask_log.rows:  # keep the declared plot output present even if M was never updated
+        atomic_write_text(mask_log.path, "epoch,mask,identity,sparsity,contiguity,mask_mean\n")
+    save_checkpoint(paths.checkpoint(3), {"extractor": extractor.state_dict(), "mask": mask_net.state_dict(),
+                                          "model": params.model.__dict__})
+
+
+def build_extractor_from(checkpoint: Path, params: Params, device: torch.device) -> FeatureExtractor:
+    """F with the weights of a checkpoint (its ImageNet init is not re-fetched: the weights replace it)."""
+    payload = load_checkpoint(checkpoint, required=("extractor",))
+    m = params.model
+    extractor = FeatureExtractor(m.backbone, m.embedding_dim, "none")
+    extractor.load_state_dict(payload["extractor"])
+    return extractor.to(device)
+
+
+def load_mask_net(checkpoint: Path, params: Params, device: torch.device) -> UNet:
+    payload = load_checkpoint(checkpoint, required=("mask",))
+    mask_net = build_mask_net(params)
+    mask_net.load_state_dict(payload["mask"])
+    return mask_net.to(device).eval()
+
+
+# -------------------------------------------------------------------------------------------- evaluation
+def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
+    """Score the untrained F, a colour histogram, the stage-1 F (no masks) and the final stage-3 F."""
+    device = pick_device()
+    ev = params.evaluation
+    query = load_split(paths, "query", params.input.resize)
+    gallery = load_split(paths, "gallery", params.input.resize)
+    crop = params.input.crop
+
+    seed_everything(params.seed)  # the same initial F as stage 1 starts from
+    models: dict[str, Callable[[ImageCache], np.ndarray]] = {
+        "untrained": _embedder(build_extractor(params).to(device), crop, ev.batch_size, device),
+        "color_histogram": lambda cache: color_histograms(cache, crop),
+        "stage1": _embedder(build_extractor_from(paths.checkpoint(1), params, device), crop, ev.batch_size, device),
+        "stage3": _embedder(build_extractor_from(paths.checkpoint(3), params, device), crop, ev.batch_size, device),
+    }
+    results: dict[str, dict[str, Any]] = {}
+    curves: dict[str, list[float]] = {}
+    for name, embed in models.items():
+        distmat = euclidean_distances(embed(query), embed(gallery))
+        raw = evaluate(distmat, query.pids, gallery.pids, query.camids, gallery.camids, ev.max_rank)
+        results[name] = summarize_percent(raw, ev.ranks)
+        curves[name] = raw["cmc"]
+        log.info("%s %s: mAP %.2f rank-1 %.2f", paths.dataset, name, results[name]["mAP"], results[name]["rank1"])
+    final = results["stage3"]
+    metrics = {"mAP": final["mAP"], "rank1": final["rank1"], "protocol": "standard",
+               "query_images": len(query), "gallery_images": len(gallery), **{k: v for k, v in results.items()}}
+    cmc = pd.DataFrame({"rank": np.arange(1, ev.max_rank + 1), **{k: np.round(v, 6) for k, v in curves.items()}})
+    atomic_write_text(paths.cmc, cmc.to_csv(index=False))
+    atomic_write_text(paths.metrics, json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _embedder(model: torch.nn.Module, crop: tuple[int, int], batch_size: int,
+              device: torch.device) -> Callable[[ImageCache], np.ndarray]:
+    return lambda cache: extract_features(model, cache, crop, batch_size, device)
+
+
+def masks_figure(params: Params, paths: DatasetPaths) -> None:
+    """Fig. 1 of the paper for this dataset: query images, the stage-3 M's masks, the hidden images."""
+    from maskreid.figures import mask_figure
+
+    device = pick_device()
+    query = load_split(paths, "query", params.input.resize)
+    mask_net = load_mask_net(paths.checkpoint(3), params, device)
+    mask_figure(mask_net, query, params.input.crop, params.drop_ratio, paths.mask_figure, device=device)

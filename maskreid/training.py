@@ -1,0 +1,146 @@
+"""One epoch of each training stage. The loops share the input pipeline; what differs is what is trained.
+
+Stage 1: F with L_triplet (Eq. 1) on PK batches.
+Stage 2: M with L_mask (Eq. 6), F frozen, on plain shuffled batches.
+Stage 3: F with L_extractor (Eq. 2) on PK batches, hiding the top drop_ratio pixels of M's mask; M is
+         updated with L_mask by a stage-2 pass every `mask_update_every` epochs (the caller decides when).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from maskreid import losses
+from maskreid.data.loading import ImageCache, Normalizer, random_crop_flip, to_model_input
+from maskreid.data.sampler import PKSampler
+from maskreid.masking import apply_soft_mask, hide_top_pixels
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or Inf; training stops rather than corrupt the checkpoint."""
+
+
+@dataclass
+class BatchMaker:
+    """Turns dataset indices into augmented, normalised model input on the training device."""
+
+    cache: ImageCache
+    crop: tuple[int, int]
+    flip: float
+    device: torch.device
+    generator: torch.Generator
+    normalizer: Normalizer
+
+    def __call__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        raw = random_crop_flip(self.cache.images[indices], self.crop, self.flip, self.generator)
+        pids = torch.as_tensor(self.cache.pids[indices], device=self.device)
+        return to_model_input(raw, self.normalizer, self.device), pids
+
+
+def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[list[int]]:
+    """Plain shuffled batches over the whole split (stage 2's M training); the last partial batch is dropped
+    when it would hold a single image (BatchNorm needs two)."""
+    order = rng.permutation(n).tolist()
+    for start in range(0, n, batch_size):
+        batch = order[start:start + batch_size]
+        if len(batch) > 1:
+            yield batch
+
+
+def _check_finite(value: torch.Tensor, stage: str, epoch: int, step: int) -> None:
+    if not torch.isfinite(value):
+        raise NonFiniteLossError(f"{stage}: loss is {value.item()} at epoch {epoch + 1}, step {step + 1}; "
+                                 "training stopped (lower the learning rate?). The last complete checkpoint "
+                                 "was kept.")
+
+
+def _mean(records: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([r[k] for r in records])) for k in records[0]} if records else {}
+
+
+def _progress(batches: Iterable[list[int]], total: int, desc: str) -> Iterable[list[int]]:
+    return tqdm(batches, total=total, desc=desc, unit="batch", leave=False)
+
+
+def train_extractor_epoch(extractor: nn.Module, optimizer: torch.optim.Optimizer, make: BatchMaker,
+                          sampler: PKSampler, margin: float, epoch: int) -> dict[str, float]:
+    """Stage 1: batch-hard triplet loss on PK batches."""
+    extractor.train()
+    records = []
+    for step, indices in enumerate(_progress(sampler, len(sampler), f"stage1 epoch {epoch + 1}")):
+        images, pids = make(indices)
+        loss = losses.batch_hard_triplet(extractor(images), pids, margin)
+        _check_finite(loss, "train_extractor (stage 1)", epoch, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        records.append({"triplet": loss.item()})
+    return _mean(records)
+
+
+def _freeze(module: nn.Module, frozen: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(not frozen)
+
+
+def train_mask_epoch(mask_net: nn.Module, extractor: nn.Module, optimizer: torch.optim.Optimizer,
+                     make: BatchMaker, batch_size: int, lambda2: float, sparsity_weight: float,
+                     rng: np.random.Generator, epoch: int, stage: str = "train_mask (stage 2)") -> dict[str, float]:
+    """One pass of M with L_mask over shuffled batches; F is frozen (eval mode, no parameter updates)."""
+    extractor.eval()
+    _freeze(extractor, True)
+    mask_net.train()
+    records = []
+    n = len(make.cache)
+    total = n // batch_size + (n % batch_size > 1)
+    try:
+        for step, indices in enumerate(_progress(shuffled_batches(n, batch_size, rng), total,
+                                                 f"mask epoch {epoch + 1}")):
+            images, _ = make(indices)
+            masks = mask_net(images)
+            with torch.no_grad():
+                target = extractor(images)
+            features_masked = extractor(apply_soft_mask(images, masks, make.normalizer))
+            ident = losses.identity_loss(target, features_masked)
+            sparse = losses.sparsity_loss(masks)
+            contig = losses.contiguity_loss(masks)
+            loss = losses.mask_loss(ident, sparse, contig, lambda2, sparsity_weight)
+            _check_finite(loss, stage, epoch, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            records.append({"mask": loss.item(), "identity": ident.item(), "sparsity": sparse.item(),
+                            "contiguity": contig.item(), "mask_mean": masks.mean().item()})
+    finally:
+        _freeze(extractor, False)
+    return _mean(records)
+
+
+def train_joint_epoch(extractor: nn.Module, mask_net: nn.Module, optimizer: torch.optim.Optimizer,
+                      make: BatchMaker, sampler: PKSampler, lambda1: float, drop_ratio: float, margin: float,
+                      epoch: int) -> dict[str, float]:
+    """Stage 3, F's part: L_extractor on original images and on images with their top mask pixels hidden."""
+    extractor.train()
+    mask_net.eval()
+    records = []
+    for step, indices in enumerate(_progress(sampler, len(sampler), f"stage3 epoch {epoch + 1}")):
+        images, pids = make(indices)
+        with torch.no_grad():
+            masks = mask_net(images)
+        hidden = hide_top_pixels(images, masks, drop_ratio, make.normalizer)
+        t_orig = losses.batch_hard_triplet(extractor(images), pids, margin)
+        t_hidden = losses.batch_hard_triplet(extractor(hidden), pids, margin)
+        loss = losses.extractor_loss(t_orig, t_hidden, lambda1)
+        _check_finite(loss, "train_joint (stage 3)", epoch, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        records.append({"extractor": loss.item(), "triplet_original": t_orig.item(),
+                        "triplet_hidden": t_hidden.item()})
+    return _mean(records)

@@ -1,0 +1,7 @@
+"""DVC stage prepare@<dataset>: Build and validate the dataset manifest."""
+
+from maskreid.pipeline import prepare
+from maskreid.stagekit import run_stage
+
+if __name__ == "__main__":
+    run_stage("Build and validate the dataset manifest", prepare)
