@@ -65,7 +65,7 @@ def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_cami
         first_rank = kept_rank[rows, good.argmax(1)]
         last_rank = kept_rank[rows, ng - 1 - good[:, ::-1].argmax(1)]
         cum_good = np.cumsum(good, axis=1)
-        precision_at_hits = np.where(good, cum_good / kept_rank, 0.0)
+        precision_at_hits = np.divide(cum_good, kept_rank, out=np.zeros(good.shape), where=good)
         ap_sum += float((precision_at_hits.sum(1) / num_rel).sum())
         inp_sum += float((num_rel / last_rank).sum())
         cmc_hits += (first_rank[:, None] <= ranks[None, :]).sum(0)

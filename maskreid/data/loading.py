@@ -26,7 +26,7 @@ def load_rgb(path: Path | str, size: tuple[int, int]) -> np.ndarray:
             arr = np.asarray(img, dtype=np.float64)
             img = Image.fromarray((arr / max(arr.max(), 1.0) * 255).astype(np.uint8))
         img = img.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
-        return np.asarray(img, dtype=np.uint8)
+        return np.array(img, dtype=np.uint8)  # a writable copy
 
 
 @dataclass

@@ -1,0 +1,90 @@
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from maskreid.models import extractor as extractor_module
+from maskreid.models.extractor import FeatureExtractor, PretrainedWeightsError
+from maskreid.models.unet import UNet
+
+
+def _count(module: nn.Module, kind: type) -> list[nn.Module]:
+    return [m for m in module.modules() if type(m) is kind]
+
+
+def test_unet_layer_structure_matches_section_2_1() -> None:
+    net = UNet(base_width=32)
+    encoder_convs = [m for block in net.down for m in _count(block, nn.Conv2d)] + _count(net.bottom, nn.Conv2d)
+    assert len(encoder_convs) == 9
+    assert [c.out_channels for c in encoder_convs] == [32, 32, 64, 64, 128, 128, 256, 256, 512]
+    assert all(c.kernel_size == (3, 3) and c.stride == (1, 1) for c in encoder_convs)
+    assert len(_count(net, nn.MaxPool2d)) == 1 and len(net.down) == 4          # one pool module, used 4 times
+    ups = _count(net, nn.ConvTranspose2d)
+    assert [u.out_channels for u in ups] == [256, 128, 64, 32]
+    assert all(u.kernel_size == (2, 2) and u.stride == (2, 2) for u in ups)
+    assert len(_count(net, nn.BatchNorm2d)) == 9 + 8                           # every 3x3 conv has BN + ReLU
+    assert net.head.kernel_size == (1, 1) and net.head.out_channels == 1
+
+
+def test_unet_output_is_a_mask_of_the_input_size() -> None:
+    net = UNet(base_width=4).eval()
+    x = torch.randn(2, 3, 64, 32)
+    m = net(x)
+    assert m.shape == (2, 1, 64, 32)
+    assert (m > 0).all() and (m < 1).all()
+
+
+def test_unet_rejects_sizes_not_divisible_by_16() -> None:
+    with pytest.raises(ValueError, match="multiple of 16"):
+        UNet(4)(torch.randn(1, 3, 40, 32))
+
+
+def test_extractor_output_and_head_structure() -> None:
+    f = FeatureExtractor("resnet18", embedding_dim=512).eval()
+    out = f(torch.randn(3, 3, 64, 32))
+    assert out.shape == (3, 512) and (out >= 0).all()                           # ends with ReLU
+    conv, bn, relu = f.embed
+    assert isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.in_channels == 512
+    assert isinstance(bn, nn.BatchNorm2d) and isinstance(relu, nn.ReLU)
+    assert not hasattr(f.backbone, "fc") or isinstance(f.backbone.fc, nn.Identity)
+
+
+def test_resnet50_has_2048_features_before_the_embedding() -> None:
+    f = FeatureExtractor("resnet50", embedding_dim=512)
+    assert f.embed[0].in_channels == 2048
+
+
+def test_imagenet_offline_fails_at_once_naming_file_and_folder(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(extractor_module, "_reachable", lambda url, timeout=3.0: False)
+    with pytest.raises(PretrainedWeightsError) as err:
+        FeatureExtractor("resnet50", pretrained="imagenet")
+    message = str(err.value)
+    assert "resnet50-0676ba61.pth" in message and str(tmp_path / "hub" / "checkpoints") in message
+    assert "https://download.pytorch.org/models/resnet50-0676ba61.pth" in message
+
+
+def test_imagenet_weights_are_used_from_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    reference = FeatureExtractor("resnet18")
+    path = extractor_module.imagenet_weights_path("resnet18")
+    path.parent.mkdir(parents=True)
+    torch.save({**reference.backbone.state_dict(), "fc.weight": torch.zeros(1000, 512)}, path)
+    loaded = FeatureExtractor("resnet18", pretrained="imagenet")
+    assert torch.equal(loaded.backbone.conv1.weight, reference.backbone.conv1.weight)
+
+
+def test_weights_file_with_wrong_shapes_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "r18.pth"
+    torch.save(FeatureExtractor("resnet18").backbone.state_dict(), path)
+    with pytest.raises(PretrainedWeightsError, match="does not fit backbone 'resnet50'.*missing"):
+        FeatureExtractor("resnet50", pretrained=str(path))
+
+
+def test_weights_file_that_is_not_a_state_dict(tmp_path: Path) -> None:
+    path = tmp_path / "junk.pth"
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(PretrainedWeightsError, match="cannot be read as a weights file"):
+        FeatureExtractor("resnet18", pretrained=str(path))
