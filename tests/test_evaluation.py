@@ -1,0 +1,135 @@
+"""Evaluation against hand-computed cases and a plain per-query reference written here."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from maskreid.cli import main as cli_main
+from maskreid.evaluation import euclidean_distances, evaluate
+
+
+def reference(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
+    """The protocol in the plainest form: one query at a time, as torchreid's eval_market1501 does."""
+    cmcs, aps, inps = [], [], []
+    for i in range(len(q_pids)):
+        order = np.argsort(distmat[i], kind="stable")
+        kept = [j for j in order if not (g_pids[j] == q_pids[i] and g_camids[j] == q_camids[i])]
+        hits = [1 if g_pids[j] == q_pids[i] else 0 for j in kept]
+        if sum(hits) == 0:
+            continue
+        first = hits.index(1)
+        cmcs.append([1.0 if r >= first else 0.0 for r in range(max_rank)])
+        found, precisions = 0, []
+        for rank, hit in enumerate(hits, start=1):
+            if hit:
+                found += 1
+                precisions.append(found / rank)
+        aps.append(sum(precisions) / len(precisions))
+        last = len(hits) - 1 - hits[::-1].index(1)
+        inps.append(sum(hits) / (last + 1))
+    return np.mean(aps), np.mean(cmcs, axis=0), np.mean(inps), len(aps)
+
+
+def test_hand_case_same_camera_removal_and_distractors() -> None:
+    # one query (id 1, cam 1); gallery by distance: [id1 cam1 (removed), id0 distractor, id1 cam2, id2, id1 cam3]
+    distmat = np.array([[0.1, 0.2, 0.3, 0.4, 0.5]])
+    g_pids = np.array([1, 0, 1, 2, 1])
+    g_cams = np.array([1, 2, 2, 1, 3])
+    r = evaluate(distmat, np.array([1]), g_pids, np.array([1]), g_cams, max_rank=4)
+    # filtered list: [0, 1, 2, 1] -> hits at ranks 2 and 4: AP = (1/2 + 2/4) / 2 = 0.5
+    assert r["mAP"] == pytest.approx(0.5)
+    assert r["cmc"] == [0.0, 1.0, 1.0, 1.0]
+    assert r["mINP"] == pytest.approx(2 / 4)
+    assert r["num_valid_queries"] == 1
+
+
+def test_query_without_valid_match_is_skipped_and_counted() -> None:
+    distmat = np.array([[0.1, 0.2], [0.2, 0.1]])
+    r = evaluate(distmat, np.array([1, 2]), np.array([1, 2]), np.array([1, 1]), np.array([1, 2]), max_rank=2)
+    # query 0 (id 1, cam 1): its only match is same camera -> skipped; query 1 (id 2, cam 1) matches at rank 1
+    assert r["num_valid_queries"] == 1 and r["num_skipped_queries"] == 1
+    assert r["mAP"] == 1.0 and r["cmc"] == [1.0, 1.0]
+
+
+def test_no_valid_query_at_all_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="no query has a true match"):
+        evaluate(np.zeros((1, 1)), np.array([1]), np.array([1]), np.array([1]), np.array([1]))
+
+
+def test_ties_are_broken_by_gallery_order() -> None:
+    distmat = np.array([[0.5, 0.5, 0.5]])
+    r = evaluate(distmat, np.array([1]), np.array([2, 1, 1]), np.array([1]), np.array([2, 2, 3]), max_rank=3)
+    # stable order: [id2, id1, id1] -> AP = (1/2 + 2/3) / 2
+    assert r["mAP"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert r["cmc"] == [0.0, 1.0, 1.0]
+
+
+def test_short_gallery_keeps_the_curve_length_and_stays_at_one() -> None:
+    distmat = np.array([[0.3, 0.1, 0.2], [0.1, 0.3, 0.2]])
+    r = evaluate(distmat, np.array([1, 2]), np.array([1, 2, 1]), np.array([1, 1]), np.array([2, 2, 1]), max_rank=10)
+    assert len(r["cmc"]) == 10
+    # query 0: [id2, id1 cam2] (id1 cam1 removed) -> first hit at rank 2; query 1: [id1, id1, id2] -> rank 3
+    assert r["cmc"] == [0.0, 0.5] + [1.0] * 8
+
+
+def test_authors_protocol_keeps_same_camera_matches() -> None:
+    distmat = np.array([[0.1, 0.2]])
+    r = evaluate(distmat, np.array([1]), np.array([1, 2]), np.array([1]), np.array([1, 1]), max_rank=2,
+                 same_camera_removal=False)
+    assert r["cmc"][0] == 1.0 and r["mAP"] == 1.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_plain_reference_on_random_cases_with_ties(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    nq, ng = int(rng.integers(5, 40)), int(rng.integers(5, 80))
+    distmat = rng.integers(0, 6, size=(nq, ng)).astype(np.float64)   # many exact ties
+    q_pids, g_pids = rng.integers(0, 8, nq), rng.integers(0, 8, ng)
+    q_cams, g_cams = rng.integers(1, 4, nq), rng.integers(1, 4, ng)
+    max_rank = int(rng.integers(1, 100))                                # sometimes longer than the gallery
+    r = evaluate(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=max_rank, chunk_size=7)
+    ap, cmc, inp, valid = reference(distmat, q_pids, g_pids, q_cams, g_cams, max_rank)
+    assert r["num_valid_queries"] == valid
+    assert abs(r["mAP"] - ap) < 1e-6 and abs(r["mINP"] - inp) < 1e-6
+    np.testing.assert_allclose(r["cmc"], cmc, atol=1e-6)
+
+
+def test_euclidean_distances() -> None:
+    q = np.array([[0.0, 0.0], [1.0, 1.0]])
+    g = np.array([[3.0, 4.0]])
+    np.testing.assert_allclose(euclidean_distances(q, g), [[5.0], [np.sqrt(13.0)]])
+
+
+def _npz(tmp_path: Path, **override) -> Path:
+    arrays = dict(distmat=np.array([[0.1, 0.2, 0.3, 0.4, 0.5]]), q_pids=np.array([1]),
+                  g_pids=np.array([1, 0, 1, 2, 1]), q_camids=np.array([1]), g_camids=np.array([1, 2, 2, 1, 3]))
+    arrays.update(override)
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def test_cli_prints_json_metrics(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli_main(["evaluate-distances", str(_npz(tmp_path)), "--max-rank", "4"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["mAP"] == pytest.approx(0.5) and out["cmc"] == [0.0, 1.0, 1.0, 1.0]
+    assert out["mINP"] == pytest.approx(0.5) and out["num_valid_queries"] == 1
+
+
+def test_cli_names_the_missing_array(tmp_path: Path) -> None:
+    path = tmp_path / "bad.npz"
+    np.savez(path, distmat=np.zeros((1, 1)))
+    result = subprocess.run([sys.executable, "-m", "maskreid.cli", "evaluate-distances", str(path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "missing array(s) ['q_pids', 'g_pids', 'q_camids', 'g_camids']" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_wrong_lengths_are_explained(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli_main(["evaluate-distances", str(_npz(tmp_path, g_pids=np.array([1, 2])))]) == 1
+    assert "g_pids: expected a 1-d array of length 5" in capsys.readouterr().err

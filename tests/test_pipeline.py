@@ -1,0 +1,89 @@
+"""End to end: the real DVC pipeline on a tiny synthetic dataset, then `dvc exp run -S lambda1=...`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "synthetic": {"train_ids": 24, "test_ids": 10, "cameras": 4, "images_per_camera": [1, 2],
+                  "cameras_per_id": [2, 3], "distractors": 4, "junk": 3, "height": 64, "width": 32},
+    "mask_update_every": 1,
+    "evaluation": {"max_rank": 20, "ranks": [1, 5, 10, 20], "batch_size": 64},
+}
+TINY_PROFILE = {
+    "model": {"backbone": "resnet18", "pretrained": "none", "embedding_dim": 64, "unet_width": 4},
+    "input": {"resize": [68, 34], "crop": [64, 32], "flip": 0.5},
+    "stage1": {"epochs": 2, "ids_per_batch": 8, "images_per_id": 2, "lr": 0.0002},
+    "stage2": {"epochs": 1, "batch_size": 16, "lr": 0.001},
+    "stage3": {"epochs": 2},
+}
+
+
+def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project with tiny params, as a git repository, after `dvc repro`."""
+    root = tmp_path_factory.mktemp("project")
+    for name in ("stages", "maskreid", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
+        else:
+            shutil.copy2(src, root / name)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params.update(TINY)
+    params["profiles"]["quick"] = TINY_PROFILE
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], root)
+    run(["dvc", "repro"], root)
+    return root
+
+
+def test_repro_writes_every_declared_output(project: Path) -> None:
+    metrics = json.loads((project / "metrics" / "synthetic.json").read_text())
+    for model in ("untrained", "color_histogram", "stage1", "stage3"):
+        assert set(metrics[model]) >= {"mAP", "rank1", "rank5", "rank10", "rank20", "mINP"}
+        assert 0.0 <= metrics[model]["mAP"] <= 100.0
+    assert metrics["mAP"] == metrics["stage3"]["mAP"] and metrics["rank1"] == metrics["stage3"]["rank1"]
+    assert metrics["protocol"] == "standard"
+    manifest = (project / "data" / "prepared" / "synthetic" / "manifest.csv").read_text().splitlines()
+    assert manifest[0] == "path,pid,camid,split" and len(manifest) > 50
+    for stage in (1, 2, 3):
+        assert (project / "models" / "synthetic" / f"stage{stage}.pt").stat().st_size > 0
+    cmc = (project / "plots" / "cmc" / "synthetic.csv").read_text().splitlines()
+    assert cmc[0] == "rank,untrained,color_histogram,stage1,stage3" and len(cmc) == 21
+    assert (project / "plots" / "masks" / "synthetic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("stage1", "stage2", "stage3", "stage3_mask"):
+        assert (project / "plots" / "losses" / name / "synthetic.csv").read_text().startswith("epoch,")
+    status = run(["dvc", "status", "--json"], project)
+    assert json.loads(status.stdout) == {}
+
+
+def test_lambda1_change_reruns_stage3_onwards_only(project: Path) -> None:
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], project)
+    result = run(["dvc", "exp", "run", "-S", "lambda1=0.8"], project)
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train_joint@synthetic", "evaluate@synthetic", "masks@synthetic"}
+    diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], project).stdout)
+    assert {"mAP", "rank1"} <= set(diff["metrics/synthetic.json"])
