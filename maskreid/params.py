@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from maskreid.precision import PRECISIONS
+
 KNOWN_DATASETS = ("synthetic",)
 KNOWN_PROFILES = ("quick", "paper")
 
@@ -86,6 +88,7 @@ class Params:
     triplet_margin: float
     sparsity_weight: float
     mask_update_every: int
+    precision: str
     evaluation: EvaluationParams
     synthetic: SyntheticParams
     model: ModelParams
@@ -187,6 +190,7 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     margin = c.number(raw, "triplet_margin", "", low=0.0)
     sparsity_weight = c.number(raw, "sparsity_weight", "", low=0.0)
     mask_every = c.positive_int(raw, "mask_update_every", "")
+    precision = c.choice(raw, "precision", "", PRECISIONS)
 
     ev = c.get(raw, "evaluation", "")
     evaluation = None
@@ -283,7 +287,7 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
         raise ParamsError(f"{source}: {len(c.problems)} problem(s):\n  - " + "\n  - ".join(c.problems))
     return Params(seed=seed, datasets=tuple(datasets), profile=profile, lambda1=lambda1, lambda2=lambda2,
                   drop_ratio=drop_ratio, triplet_margin=margin, sparsity_weight=sparsity_weight,
-                  mask_update_every=mask_every, evaluation=evaluation, synthetic=synthetic, **sections)
+                  mask_update_every=mask_every, precision=precision, evaluation=evaluation, synthetic=synthetic, **sections)
 
 
 def load_params(params_file: Path | str = "params.yaml", overrides: Sequence[str] = ()) -> Params:

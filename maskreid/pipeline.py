@@ -25,6 +25,7 @@ from maskreid.models.extractor import FeatureExtractor
 from maskreid.models.unet import UNet
 from maskreid.params import Params
 from maskreid.paths import DatasetPaths
+from maskreid.precision import MixedPrecision
 from maskreid.training import (BatchMaker, train_extractor_epoch, train_joint_epoch, train_mask_epoch)
 
 log = logging.getLogger("maskreid")
@@ -85,7 +86,9 @@ def build_mask_net(params: Params) -> UNet:
 
 def _batch_maker(params: Params, cache: ImageCache, device: torch.device, seed_offset: int) -> BatchMaker:
     generator = torch.Generator().manual_seed(params.seed + seed_offset)
-    return BatchMaker(cache, params.input.crop, params.input.flip, device, generator, Normalizer(device))
+    amp = MixedPrecision(params.precision, device)
+    log.info("training precision: %s on %s", amp.name, device)
+    return BatchMaker(cache, params.input.crop, params.input.flip, device, generator, Normalizer(device), amp)
 
 
 class LossLog:

@@ -8,6 +8,7 @@ Stage 3: F with L_extractor (Eq. 2) on PK batches, hiding the top drop_ratio pix
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -20,6 +21,7 @@ from maskreid import losses
 from maskreid.data.loading import ImageCache, Normalizer, random_crop_flip, to_model_input
 from maskreid.data.sampler import PKSampler
 from maskreid.masking import apply_soft_mask, hide_top_pixels
+from maskreid.precision import MixedPrecision
 
 
 class NonFiniteLossError(RuntimeError):
@@ -36,6 +38,7 @@ class BatchMaker:
     device: torch.device
     generator: torch.Generator
     normalizer: Normalizer
+    amp: MixedPrecision
 
     def __call__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         raw = random_crop_flip(self.cache.images[indices], self.crop, self.flip, self.generator)
@@ -75,13 +78,31 @@ def train_extractor_epoch(extractor: nn.Module, optimizer: torch.optim.Optimizer
     records = []
     for step, indices in enumerate(_progress(sampler, len(sampler), f"stage1 epoch {epoch + 1}")):
         images, pids = make(indices)
-        loss = losses.batch_hard_triplet(extractor(images), pids, margin)
+        with make.amp.autocast():
+            embeddings = extractor(images)
+        loss = losses.batch_hard_triplet(embeddings.float(), pids, margin)
         _check_finite(loss, "train_extractor (stage 1)", epoch, step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        make.amp.step(loss, optimizer)
         records.append({"triplet": loss.item()})
     return _mean(records)
+
+
+@contextmanager
+def bn_running_stats_frozen(module: nn.Module) -> Iterator[None]:
+    """BatchNorm still normalises with batch statistics but leaves its running estimates alone.
+
+    Stage 3 feeds F both original and hidden images; only originals are seen at test time, so only they
+    should shape the running mean/variance used there.
+    """
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
 
 
 def _freeze(module: nn.Module, frozen: bool) -> None:
@@ -103,18 +124,17 @@ def train_mask_epoch(mask_net: nn.Module, extractor: nn.Module, optimizer: torch
         for step, indices in enumerate(_progress(shuffled_batches(n, batch_size, rng), total,
                                                  f"mask epoch {epoch + 1}")):
             images, _ = make(indices)
-            masks = mask_net(images)
-            with torch.no_grad():
-                target = extractor(images)
-            features_masked = extractor(apply_soft_mask(images, masks, make.normalizer))
+            with make.amp.autocast():
+                masks = mask_net(images).float()
+                with torch.no_grad():
+                    target = extractor(images).float()
+                features_masked = extractor(apply_soft_mask(images, masks, make.normalizer)).float()
             ident = losses.identity_loss(target, features_masked)
             sparse = losses.sparsity_loss(masks)
             contig = losses.contiguity_loss(masks)
             loss = losses.mask_loss(ident, sparse, contig, lambda2, sparsity_weight)
             _check_finite(loss, stage, epoch, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            make.amp.step(loss, optimizer)
             records.append({"mask": loss.item(), "identity": ident.item(), "sparsity": sparse.item(),
                             "contiguity": contig.item(), "mask_mean": masks.mean().item()})
     finally:
@@ -131,16 +151,18 @@ def train_joint_epoch(extractor: nn.Module, mask_net: nn.Module, optimizer: torc
     records = []
     for step, indices in enumerate(_progress(sampler, len(sampler), f"stage3 epoch {epoch + 1}")):
         images, pids = make(indices)
-        with torch.no_grad():
-            masks = mask_net(images)
-        hidden = hide_top_pixels(images, masks, drop_ratio, make.normalizer)
-        t_orig = losses.batch_hard_triplet(extractor(images), pids, margin)
-        t_hidden = losses.batch_hard_triplet(extractor(hidden), pids, margin)
+        with make.amp.autocast():
+            with torch.no_grad():
+                masks = mask_net(images).float()
+            hidden = hide_top_pixels(images, masks, drop_ratio, make.normalizer)
+            emb_orig = extractor(images)
+            with bn_running_stats_frozen(extractor):
+                emb_hidden = extractor(hidden)
+        t_orig = losses.batch_hard_triplet(emb_orig.float(), pids, margin)
+        t_hidden = losses.batch_hard_triplet(emb_hidden.float(), pids, margin)
         loss = losses.extractor_loss(t_orig, t_hidden, lambda1)
         _check_finite(loss, "train_joint (stage 3)", epoch, step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        make.amp.step(loss, optimizer)
         records.append({"extractor": loss.item(), "triplet_original": t_orig.item(),
                         "triplet_hidden": t_hidden.item()})
     return _mean(records)
