@@ -1,0 +1,59 @@
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from maskreid.params import ParamsError, load_params
+from tests.conftest import REPO
+
+
+def _write(tmp_path: Path, edit) -> Path:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    edit(raw)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_repository_params_are_valid_and_faithful_to_the_paper() -> None:
+    p = load_params(REPO / "params.yaml")
+    assert (p.lambda1, p.lambda2, p.drop_ratio, p.triplet_margin) == (0.9, 0.95, 0.3, 1.0)
+    paper = load_params(REPO / "params.yaml", overrides=["profile=paper"])
+    assert paper.model.backbone == "resnet50" and paper.model.pretrained == "imagenet"
+    assert paper.model.embedding_dim == 512 and paper.model.unet_width == 32
+    assert (paper.input.resize, paper.input.crop, paper.input.flip) == ((234, 117), (224, 112), 0.5)
+    assert (paper.stage1.epochs, paper.stage2.epochs, paper.stage3.epochs) == (50, 25, 100)
+    assert (paper.stage1.ids_per_batch, paper.stage1.images_per_id, paper.stage1.lr) == (20, 3, 2e-4)
+
+
+def test_override_syntax_as_dvc_exp_run_uses_it() -> None:
+    assert load_params(REPO / "params.yaml", overrides=["lambda1=0.8"]).lambda1 == 0.8
+
+
+def test_every_problem_is_listed_in_one_message(tmp_path: Path) -> None:
+    def edit(raw: dict) -> None:
+        raw["lambda1"] = 1.5
+        raw["drop_ratio"] = 1.0
+        raw["datasets"] = ["synthetic", "mars"]
+        raw["profiles"]["quick"]["model"]["backbone"] = "resnet5000"
+        raw["profiles"]["quick"]["model"]["pretrained"] = "/no/such/weights.pth"
+        raw["profiles"]["quick"]["input"]["crop"] = [200, 64]
+        raw["profiles"]["quick"]["stage1"]["epochs"] = 0
+        raw["precision"] = "fp8"
+    start = time.perf_counter()
+    with pytest.raises(ParamsError) as err:
+        load_params(_write(tmp_path, edit))
+    assert time.perf_counter() - start < 5  # validation, not training
+    message = str(err.value)
+    assert "8 problem(s)" in message
+    for expected in ("lambda1: 1.5 outside [0.0, 1.0]", "drop_ratio: 1.0 outside (0.0, 1.0)", "unknown ['mars']",
+                     "'resnet5000' is not a timm/torchvision model name", "'/no/such/weights.pth' is neither",
+                     "crop: [200, 64] is larger than resize [134, 67]", "stage1.epochs: 0 outside [1",
+                     "precision: 'fp8' is not one of auto, bf16, fp16, fp32"):
+        assert expected in message
+
+
+def test_missing_key_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="lambda2: missing"):
+        load_params(_write(tmp_path, lambda raw: raw.pop("lambda2")))
