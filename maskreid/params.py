@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from maskreid.precision import PRECISIONS
 
-KNOWN_DATASETS = ("synthetic",)
+KNOWN_DATASETS = ("synthetic", "market1501", "dukemtmcreid", "cuhk03_labeled", "cuhk03_detected", "cuhk01", "custom")
 KNOWN_PROFILES = ("quick", "paper")
 
 
@@ -76,6 +76,13 @@ class SyntheticParams:
 
 
 @dataclass(frozen=True)
+class DataParams:
+    custom_path: str
+    cuhk01_test_ids: int
+    accept_checksum_mismatch: bool
+
+
+@dataclass(frozen=True)
 class Params:
     """Everything a stage may read, already resolved for the active profile."""
 
@@ -91,6 +98,7 @@ class Params:
     precision: str
     evaluation: EvaluationParams
     synthetic: SyntheticParams
+    data: DataParams
     model: ModelParams
     input: InputParams
     stage1: Stage1Params
@@ -230,6 +238,18 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
         if None not in vals.values():
             synthetic = SyntheticParams(**vals)
 
+    dat = c.get(raw, "data", "")
+    data = None
+    if dat is not None:
+        custom = c.get(dat, "custom_path", "data.")
+        test_ids = c.positive_int(dat, "cuhk01_test_ids", "data.")
+        accept = c.get(dat, "accept_checksum_mismatch", "data.")
+        if accept is not None and not isinstance(accept, bool):
+            c.problems.append(f"data.accept_checksum_mismatch: expected true or false, got {accept!r}")
+            accept = None
+        if None not in (custom, test_ids, accept):
+            data = DataParams(str(custom), test_ids, accept)
+
     sections: dict[str, Any] = {}
     profiles = c.get(raw, "profiles", "")
     prof = profiles.get(profile) if isinstance(profiles, dict) and profile else None
@@ -287,7 +307,8 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
         raise ParamsError(f"{source}: {len(c.problems)} problem(s):\n  - " + "\n  - ".join(c.problems))
     return Params(seed=seed, datasets=tuple(datasets), profile=profile, lambda1=lambda1, lambda2=lambda2,
                   drop_ratio=drop_ratio, triplet_margin=margin, sparsity_weight=sparsity_weight,
-                  mask_update_every=mask_every, precision=precision, evaluation=evaluation, synthetic=synthetic, **sections)
+                  mask_update_every=mask_every, precision=precision, evaluation=evaluation, synthetic=synthetic, data=data,
+                  **sections)
 
 
 def load_params(params_file: Path | str = "params.yaml", overrides: Sequence[str] = ()) -> Params:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +20,9 @@ from maskreid.data.manifest import read_manifest, summarize, write_manifest
 from maskreid.data.market import JUNK_PID, scan_market_folder
 from maskreid.data.sampler import PKSampler
 from maskreid.data import synthetic
+from maskreid.data.cuhk03 import prepare_cuhk03
+from maskreid.data.datasets import SPECS, check_counts, find_market_root, market_folder_for, prepare_cuhk01
+from maskreid.data.market import DatasetFormatError
 from maskreid.evaluation import euclidean_distances, evaluate, summarize_percent
 from maskreid.features import color_histograms, extract_features
 from maskreid.io import atomic_write_text
@@ -43,23 +48,55 @@ def pick_device() -> torch.device:
 
 # ----------------------------------------------------------------------------------------------- prepare
 def prepare(params: Params, paths: DatasetPaths) -> dict[str, Any]:
-    """Build (and for `synthetic`, first generate) the dataset's manifest; validate and summarise it."""
-    if paths.dataset == "synthetic":
+    """Build (for `synthetic`, first generate) the dataset's manifest; validate it and compare its counts
+    with the published ones."""
+    ds = paths.dataset
+    spec = SPECS.get(ds)
+    interim = paths.root / "data" / "interim"
+    accept = params.data.accept_checksum_mismatch
+    if ds == "synthetic":
         images_root = paths.prepared / "images"
         if images_root.exists():
-            import shutil
             shutil.rmtree(images_root)
         count = synthetic.generate(images_root, params.synthetic, params.seed)
         log.info("generated %d synthetic images under %s", count, images_root)
         manifest = scan_market_folder(images_root, max_camera=params.synthetic.cameras)
-    else:  # pragma: no cover - validation rejects other names until they are supported
-        raise ValueError(f"unknown dataset {paths.dataset!r}")
-    manifest["path"] = [str(Path(p)) for p in manifest.path]
-    summary = summarize(manifest, paths.dataset)
+    elif ds in ("market1501", "dukemtmcreid"):
+        folder = market_folder_for(spec, paths.raw, interim, accept)
+        manifest = scan_market_folder(folder, max_camera=spec.cameras)
+    elif ds in ("cuhk03_labeled", "cuhk03_detected"):
+        manifest = prepare_cuhk03(ds.split("_")[1], paths.root / "data" / "raw" / "cuhk03", interim,
+                                  spec.archive.md5, accept)
+    elif ds == "cuhk01":
+        t = params.data.cuhk01_test_ids
+        manifest = prepare_cuhk01(paths.raw, interim, t, params.seed)
+        spec = dataclasses.replace(spec, expected={"train": (971 - t, 4 * (971 - t)), "query": (t, 2 * t),
+                                                   "gallery": (t, 2 * t)})
+    elif ds == "custom":
+        custom = Path(params.data.custom_path)
+        folder = find_market_root(custom) if custom.is_dir() else None
+        if folder is None:
+            raise DatasetFormatError(f"custom: {custom} is not a folder in Market-1501 layout (bounding_box_train/, "
+                                     "bounding_box_test/, query/ with names starting PPPP_cC); set data.custom_path")
+        manifest = scan_market_folder(folder)
+    else:
+        raise ValueError(f"unknown dataset {ds!r}")
+    manifest["path"] = [_relative(p, paths.root) for p in manifest.path]
+    summary = summarize(manifest, ds)
+    if spec is not None:
+        check_counts(summary, spec)
     for warning in summary.warnings:
-        log.warning("%s: %s", paths.dataset, warning)
+        log.warning("%s: %s", ds, warning)
     write_manifest(manifest, summary, paths.prepared)
     return summary.__dict__
+
+
+def _relative(path: str, root: Path) -> str:
+    """Paths under the project are stored relative to it, so a moved checkout keeps working."""
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
 
 
 def _split(manifest: pd.DataFrame, split: str, drop_junk: bool = True) -> pd.DataFrame:
@@ -67,8 +104,8 @@ def _split(manifest: pd.DataFrame, split: str, drop_junk: bool = True) -> pd.Dat
     return part[part.pid != JUNK_PID] if drop_junk else part
 
 
-def load_split(paths: DatasetPaths, split: str, size: tuple[int, int]) -> ImageCache:
-    part = _split(read_manifest(paths.manifest), split)
+def load_split(paths: DatasetPaths, split: str, size: tuple[int, int], drop_junk: bool = True) -> ImageCache:
+    part = _split(read_manifest(paths.manifest), split, drop_junk)
     root = paths.root
     return ImageCache.build([str(root / p) for p in part.path], part.pid.tolist(), part.camid.tolist(), size,
                             desc=f"decoding {paths.dataset}/{split}")
@@ -199,11 +236,14 @@ def load_mask_net(checkpoint: Path, params: Params, device: torch.device) -> UNe
 
 # -------------------------------------------------------------------------------------------- evaluation
 def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
-    """Score the untrained F, a colour histogram, the stage-1 F (no masks) and the final stage-3 F."""
+    """Score the untrained F, a colour histogram, the stage-1 F (no masks) and the final stage-3 F under the
+    standard protocol, and the two trained models under the authors' protocol (whole gallery, junk
+    included, no same-camera removal) for the audit."""
     device = pick_device()
     ev = params.evaluation
     query = load_split(paths, "query", params.input.resize)
-    gallery = load_split(paths, "gallery", params.input.resize)
+    gallery = load_split(paths, "gallery", params.input.resize, drop_junk=False)
+    scored = gallery.pids != JUNK_PID                 # the standard protocol never ranks junk
     crop = params.input.crop
 
     seed_everything(params.seed)  # the same initial F as stage 1 starts from
@@ -213,17 +253,28 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
         "stage1": _embedder(build_extractor_from(paths.checkpoint(1), params, device), crop, ev.batch_size, device),
         "stage3": _embedder(build_extractor_from(paths.checkpoint(3), params, device), crop, ev.batch_size, device),
     }
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, Any] = {}
+    authors: dict[str, Any] = {}
     curves: dict[str, list[float]] = {}
     for name, embed in models.items():
         distmat = euclidean_distances(embed(query), embed(gallery))
-        raw = evaluate(distmat, query.pids, gallery.pids, query.camids, gallery.camids, ev.max_rank)
+        raw = evaluate(distmat[:, scored], query.pids, gallery.pids[scored], query.camids, gallery.camids[scored],
+                       ev.max_rank)
         results[name] = summarize_percent(raw, ev.ranks)
         curves[name] = raw["cmc"]
         log.info("%s %s: mAP %.2f rank-1 %.2f", paths.dataset, name, results[name]["mAP"], results[name]["rank1"])
+        if name in ("stage1", "stage3"):
+            whole = evaluate(distmat, query.pids, gallery.pids, query.camids, gallery.camids, ev.max_rank,
+                             same_camera_removal=False)
+            authors[name] = summarize_percent(whole, ev.ranks)
+            log.info("%s %s (authors' protocol): mAP %.2f rank-1 %.2f", paths.dataset, name,
+                     authors[name]["mAP"], authors[name]["rank1"])
     final = results["stage3"]
     metrics = {"mAP": final["mAP"], "rank1": final["rank1"], "protocol": "standard",
-               "query_images": len(query), "gallery_images": len(gallery), **{k: v for k, v in results.items()}}
+               "query_images": len(query), "gallery_images": int(scored.sum()), **results,
+               "authors_protocol": {"description": "whole gallery ranked, junk included, same-id same-camera "
+                                                   "images kept (the authors' public code); not the standard",
+                                    "gallery_images": len(gallery), **authors}}
     cmc = pd.DataFrame({"rank": np.arange(1, ev.max_rank + 1), **{k: np.round(v, 6) for k, v in curves.items()}})
     atomic_write_text(paths.cmc, cmc.to_csv(index=False))
     atomic_write_text(paths.metrics, json.dumps(metrics, indent=2) + "\n")
