@@ -42,11 +42,12 @@ def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project with tiny params, as a git repository, after `dvc repro`."""
     root = tmp_path_factory.mktemp("project")
-    for name in ("stages", "maskreid", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
+    for name in ("stages", "maskreid", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore", "data/raw/README.md"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
         else:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, root / name)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params.update(TINY)
@@ -66,6 +67,11 @@ def test_repro_writes_every_declared_output(project: Path) -> None:
         assert 0.0 <= metrics[model]["mAP"] <= 100.0
     assert metrics["mAP"] == metrics["stage3"]["mAP"] and metrics["rank1"] == metrics["stage3"]["rank1"]
     assert metrics["protocol"] == "standard"
+    audit = metrics["authors_protocol"]
+    assert set(audit) >= {"stage1", "stage3", "description"}
+    assert audit["gallery_images"] == metrics["gallery_images"] + 3          # the 3 junk images are ranked too
+    table = (project / "reports" / "table1.md").read_text()
+    assert "| Proposed (paper) | 63.9 | 97.4 |" in table and "not run" in table and "| synthetic |" in table
     manifest = (project / "data" / "prepared" / "synthetic" / "manifest.csv").read_text().splitlines()
     assert manifest[0] == "path,pid,camid,split" and len(manifest) > 50
     for stage in (1, 2, 3):
@@ -84,6 +90,6 @@ def test_lambda1_change_reruns_stage3_onwards_only(project: Path) -> None:
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], project)
     result = run(["dvc", "exp", "run", "-S", "lambda1=0.8"], project)
     ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train_joint@synthetic", "evaluate@synthetic", "masks@synthetic"}
+    assert ran == {"train_joint@synthetic", "evaluate@synthetic", "masks@synthetic", "report"}
     diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], project).stdout)
     assert {"mAP", "rank1"} <= set(diff["metrics/synthetic.json"])

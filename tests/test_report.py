@@ -1,0 +1,34 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from maskreid.report import write_report
+
+
+def _metrics(stage1: tuple[float, float], stage3: tuple[float, float], authors3: tuple[float, float]) -> dict:
+    block = lambda m: {"mAP": m[0], "rank1": m[1]}  # noqa: E731
+    return {"mAP": stage3[0], "rank1": stage3[1], "stage1": block(stage1), "stage3": block(stage3),
+            "authors_protocol": {"stage1": block(stage1), "stage3": block(authors3)}}
+
+
+def test_table1_has_published_rows_ours_and_not_run(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "market1501.json").write_text(json.dumps(_metrics((50.0, 70.0), (55.25, 75.5), (60.0, 96.0))))
+    (metrics / "synthetic.json").write_text(json.dumps(_metrics((30.0, 31.0), (40.0, 41.0), (45.0, 80.0))))
+    table = write_report(metrics, tmp_path / "r" / "table1.md", tmp_path / "r" / "table1.csv")
+    assert len(table) == 15 + 4
+    proposed = table[table.Method == "Proposed (paper)"].iloc[0]
+    assert (proposed["Market1501 mAP"], proposed["Market1501 R1"], proposed["CUHK03 (D) R1"]) == ("63.9", "97.4", "92.7")
+    assert table[table.Method == "ABDnet"].iloc[0]["CUHK03 (L) mAP"] == "-"
+    final = table[table.Method == "maskreid final, stage 3 (standard protocol)"].iloc[0]
+    assert (final["Market1501 mAP"], final["Market1501 R1"]) == ("55.2", "75.5")
+    assert final["DukeMTMC-reID mAP"] == "not run" and final["CUHK03 (D) R1"] == "not run"
+    audit = table[table.Method == "maskreid final, stage 3 (authors' protocol)"].iloc[0]
+    assert audit["Market1501 R1"] == "96.0"
+    md = (tmp_path / "r" / "table1.md").read_text()
+    assert "| Top-DB-Net | 85.8 | 94.9 |" in md and "## Other datasets" in md and "| synthetic |" in md
+    csv = pd.read_csv(tmp_path / "r" / "table1.csv", dtype=str)
+    assert list(csv.columns)[:3] == ["Method", "Market1501 mAP", "Market1501 R1"]
+    assert "0.0" not in set(csv.iloc[15:, 3:].values.ravel())
