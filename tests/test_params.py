@@ -48,7 +48,7 @@ def test_every_problem_is_listed_in_one_message(tmp_path: Path) -> None:
     message = str(err.value)
     assert "8 problem(s)" in message
     for expected in ("lambda1: 1.5 outside [0.0, 1.0]", "drop_ratio: 1.0 outside (0.0, 1.0)", "unknown ['mars']",
-                     "'resnet5000' is not a timm/torchvision model name", "'/no/such/weights.pth' is neither",
+                     "'resnet5000' is not one of resnet18, resnet34", "'/no/such/weights.pth' is neither",
                      "crop: [200, 64] is larger than resize [134, 67]", "stage1.epochs: 0 outside [1",
                      "precision: 'fp8' is not one of auto, bf16, fp16, fp32"):
         assert expected in message
