@@ -15,15 +15,14 @@ import pandas as pd
 import torch
 
 from maskreid.checkpoints import load_checkpoint, save_checkpoint
-from maskreid.data.loading import ImageCache, Normalizer
-from maskreid.data.manifest import read_manifest, summarize, write_manifest
-from maskreid.data.market import JUNK_PID, scan_market_folder
-from maskreid.data.sampler import PKSampler
 from maskreid.data import synthetic
 from maskreid.data.checks import find_bad_images
 from maskreid.data.cuhk03 import prepare_cuhk03
 from maskreid.data.datasets import SPECS, check_counts, find_market_root, market_folder_for, prepare_cuhk01
-from maskreid.data.market import DatasetFormatError
+from maskreid.data.loading import ImageCache, Normalizer
+from maskreid.data.manifest import read_manifest, summarize, write_manifest
+from maskreid.data.market import JUNK_PID, DatasetFormatError, scan_market_folder
+from maskreid.data.sampler import PKSampler
 from maskreid.evaluation import euclidean_distances, evaluate, summarize_percent
 from maskreid.features import color_histograms, extract_features
 from maskreid.io import atomic_write_text
@@ -33,7 +32,7 @@ from maskreid.params import Params
 from maskreid.paths import DatasetPaths
 from maskreid.precision import MixedPrecision
 from maskreid.resume import Progress, TrainingState, fingerprint
-from maskreid.training import (BatchMaker, train_extractor_epoch, train_joint_epoch, train_mask_epoch)
+from maskreid.training import BatchMaker, train_extractor_epoch, train_joint_epoch, train_mask_epoch
 
 log = logging.getLogger("maskreid")
 
