@@ -10,6 +10,10 @@ distance are broken by gallery order (stable sort). Where a query's filtered gal
 largest rank, its CMC stays at 1 after its list ends (it has found its match), so the curve always has
 max_rank entries; torchreid instead truncates max_rank to the gallery size.
 
+Implementation: no full sort of the gallery. The rank of each true match is counted with a batched binary
+search against that query's (few) true-match distances; rows where a true match ties with another image fall
+back to a stable argsort, so the tie rule above holds exactly. Chunks of queries bound the memory.
+
 `same_camera_removal=False` gives the protocol of the authors' public code (the whole gallery is ranked).
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 
 def _as_1d(name: str, value: Any, length: int) -> np.ndarray:
@@ -25,6 +30,44 @@ def _as_1d(name: str, value: Any, length: int) -> np.ndarray:
     if arr.ndim != 1 or len(arr) != length:
         raise ValueError(f"{name}: expected a 1-d array of length {length}, got shape {arr.shape}")
     return arr
+
+
+def _stats_by_sorting(dist: np.ndarray, good: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per row (each with at least one true match): first and last match rank, AP. Full stable argsort."""
+    order = np.argsort(dist, axis=1, kind="stable")
+    rows = np.arange(len(dist))[:, None]
+    good, keep = good[rows, order], keep[rows, order]
+    kept_rank = np.cumsum(keep, axis=1)                # 1-based rank in the filtered list
+    r = np.arange(len(good))
+    first = kept_rank[r, good.argmax(1)]
+    last = kept_rank[r, good.shape[1] - 1 - good[:, ::-1].argmax(1)]
+    precision = np.divide(np.cumsum(good, axis=1), kept_rank, out=np.zeros(good.shape), where=good)
+    return first, last, precision.sum(1) / good.sum(1)
+
+
+def _stats_by_counting(dist: np.ndarray, good: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The same numbers without sorting the gallery: the rank of the k-th true match is one plus the number of
+    kept gallery items closer than it, counted with a batched binary search against the (few) true-match
+    distances. Rows with tied distances at a true match return NaN and are redone by sorting."""
+    d = torch.from_numpy(np.ascontiguousarray(dist))
+    g, k = torch.from_numpy(good), torch.from_numpy(keep)
+    num_rel = g.sum(1)
+    m = int(num_rel.max())
+    s = torch.where(g, d, torch.tensor(float("inf"), dtype=d.dtype)).topk(m, dim=1, largest=False).values
+    right = torch.searchsorted(s, d, right=True)       # number of true-match distances <= d
+    left = torch.searchsorted(s, d, right=False)       # number of true-match distances < d
+    finite = torch.isfinite(s)
+    ties = ((k & (right > left)).sum(1) != num_rel) | ((s[:, 1:] == s[:, :-1]) & finite[:, 1:]).any(1)
+    bins = torch.where(k, right.clamp(max=m), torch.tensor(m + 1))
+    hist = torch.zeros(len(d), m + 2, dtype=torch.int64).scatter_add_(1, bins, torch.ones_like(bins))
+    rank = (hist.cumsum(1)[:, :m] + 1).double()        # rank of the k-th true match among kept items
+    position = torch.arange(1, m + 1, dtype=torch.float64)
+    valid = position[None, :] <= num_rel[:, None]
+    ap = torch.where(valid, position / rank, 0.0).sum(1) / num_rel
+    last = rank.gather(1, (num_rel - 1).clamp(min=0)[:, None])[:, 0]
+    first, ap, last = rank[:, 0].numpy(), ap.numpy(), last.numpy()
+    tied = ties.numpy()
+    return (np.where(tied, np.nan, first), np.where(tied, np.nan, last), np.where(tied, np.nan, ap))
 
 
 def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
@@ -41,34 +84,32 @@ def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_cami
         raise ValueError(f"max_rank: expected a positive integer, got {max_rank}")
     if ng == 0:
         raise ValueError("distmat: the gallery is empty")
+    if not np.issubdtype(distmat.dtype, np.floating):
+        distmat = distmat.astype(np.float64)
     ranks = np.arange(1, max_rank + 1)
     cmc_hits = np.zeros(max_rank, dtype=np.int64)
     ap_sum = inp_sum = 0.0
     num_valid = 0
     for start in range(0, nq, chunk_size):
         stop = min(start + chunk_size, nq)
-        order = np.argsort(distmat[start:stop], axis=1, kind="stable")
-        match = g_pids[order] == q_pids[start:stop, None]
+        match = g_pids[None, :] == q_pids[start:stop, None]
         if same_camera_removal:
-            keep = ~(match & (g_camids[order] == q_camids[start:stop, None]))
-            good = match & keep
+            keep = ~(match & (g_camids[None, :] == q_camids[start:stop, None]))
         else:
             keep = np.ones_like(match)
-            good = match
+        good = match & keep
         num_rel = good.sum(1)
         valid = num_rel > 0
         if not valid.any():
             continue
-        good, keep, num_rel = good[valid], keep[valid], num_rel[valid]
-        rows = np.arange(len(good))
-        kept_rank = np.cumsum(keep, axis=1)                # 1-based rank in the filtered list
-        first_rank = kept_rank[rows, good.argmax(1)]
-        last_rank = kept_rank[rows, ng - 1 - good[:, ::-1].argmax(1)]
-        cum_good = np.cumsum(good, axis=1)
-        precision_at_hits = np.divide(cum_good, kept_rank, out=np.zeros(good.shape), where=good)
-        ap_sum += float((precision_at_hits.sum(1) / num_rel).sum())
-        inp_sum += float((num_rel / last_rank).sum())
-        cmc_hits += (first_rank[:, None] <= ranks[None, :]).sum(0)
+        dist, good, keep, num_rel = distmat[start:stop][valid], good[valid], keep[valid], num_rel[valid]
+        first, last, ap = _stats_by_counting(dist, good, keep)
+        tied = np.isnan(ap)
+        if tied.any():
+            first[tied], last[tied], ap[tied] = _stats_by_sorting(dist[tied], good[tied], keep[tied])
+        ap_sum += float(ap.sum())
+        inp_sum += float((num_rel / last).sum())
+        cmc_hits += (first[:, None] <= ranks[None, :]).sum(0)
         num_valid += int(valid.sum())
     if num_valid == 0:
         raise ValueError("no query has a true match in the gallery (after removing same-camera images); "

@@ -10,8 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from maskreid.precision import PRECISIONS
-
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+# Backbones checked to build with timm as F's trunk (tests/test_models.py); listed here so that validation
+# needs no torch import and can name the allowed values.
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50d", "resnext50_32x4d",
+             "seresnet50", "densenet121", "efficientnet_b0", "mobilenetv3_large_100", "convnext_tiny")
 KNOWN_DATASETS = ("synthetic", "market1501", "dukemtmcreid", "cuhk03_labeled", "cuhk03_detected", "cuhk01", "custom")
 KNOWN_PROFILES = ("quick", "paper")
 
@@ -80,6 +83,7 @@ class DataParams:
     custom_path: str
     cuhk01_test_ids: int
     accept_checksum_mismatch: bool
+    on_bad_image: str
 
 
 @dataclass(frozen=True)
@@ -178,8 +182,6 @@ class _Checker:
 
 def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     """Check every field of params.yaml and build Params; raise ParamsError listing all problems."""
-    from maskreid.models.extractor import is_known_backbone
-
     c = _Checker(source)
     seed = c.number(raw, "seed", "", int, low=0)
     datasets = c.get(raw, "datasets", "")
@@ -247,8 +249,9 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
         if accept is not None and not isinstance(accept, bool):
             c.problems.append(f"data.accept_checksum_mismatch: expected true or false, got {accept!r}")
             accept = None
-        if None not in (custom, test_ids, accept):
-            data = DataParams(str(custom), test_ids, accept)
+        on_bad = c.choice(dat, "on_bad_image", "data.", ("error", "skip"))
+        if None not in (custom, test_ids, accept, on_bad):
+            data = DataParams(str(custom), test_ids, accept, on_bad)
 
     sections: dict[str, Any] = {}
     profiles = c.get(raw, "profiles", "")
@@ -260,9 +263,8 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
         m = c.get(prof, "model", p)
         if m is not None:
             backbone = c.get(m, "backbone", p + "model.")
-            if backbone is not None and not is_known_backbone(str(backbone)):
-                c.problems.append(f"{p}model.backbone: {backbone!r} is not a timm/torchvision model name "
-                                  "(e.g. resnet18, resnet50)")
+            if backbone is not None and backbone not in BACKBONES:
+                c.problems.append(f"{p}model.backbone: {backbone!r} is not one of {', '.join(BACKBONES)}")
                 backbone = None
             pretrained = c.get(m, "pretrained", p + "model.")
             if pretrained is not None and pretrained not in ("imagenet", "none") and not Path(str(pretrained)).is_file():

@@ -26,6 +26,10 @@ class DatasetPaths:
     def checkpoint(self, stage: int) -> Path:
         return self.root / "models" / self.dataset / f"stage{stage}.pt"
 
+    def progress(self, stage: int) -> Path:
+        """The in-progress state of a training stage (DVC `persist`), for resuming after a kill."""
+        return self.root / "models" / self.dataset / f"stage{stage}.progress.pt"
+
     def losses(self, name: str) -> Path:
         return self.root / "plots" / "losses" / name / f"{self.dataset}.csv"
 

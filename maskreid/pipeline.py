@@ -15,14 +15,14 @@ import pandas as pd
 import torch
 
 from maskreid.checkpoints import load_checkpoint, save_checkpoint
-from maskreid.data.loading import ImageCache, Normalizer
-from maskreid.data.manifest import read_manifest, summarize, write_manifest
-from maskreid.data.market import JUNK_PID, scan_market_folder
-from maskreid.data.sampler import PKSampler
 from maskreid.data import synthetic
+from maskreid.data.checks import find_bad_images
 from maskreid.data.cuhk03 import prepare_cuhk03
 from maskreid.data.datasets import SPECS, check_counts, find_market_root, market_folder_for, prepare_cuhk01
-from maskreid.data.market import DatasetFormatError
+from maskreid.data.loading import ImageCache, Normalizer
+from maskreid.data.manifest import read_manifest, summarize, write_manifest
+from maskreid.data.market import JUNK_PID, DatasetFormatError, scan_market_folder
+from maskreid.data.sampler import PKSampler
 from maskreid.evaluation import euclidean_distances, evaluate, summarize_percent
 from maskreid.features import color_histograms, extract_features
 from maskreid.io import atomic_write_text
@@ -31,7 +31,8 @@ from maskreid.models.unet import UNet
 from maskreid.params import Params
 from maskreid.paths import DatasetPaths
 from maskreid.precision import MixedPrecision
-from maskreid.training import (BatchMaker, train_extractor_epoch, train_joint_epoch, train_mask_epoch)
+from maskreid.resume import Progress, TrainingState, fingerprint
+from maskreid.training import BatchMaker, train_extractor_epoch, train_joint_epoch, train_mask_epoch
 
 log = logging.getLogger("maskreid")
 
@@ -82,7 +83,16 @@ def prepare(params: Params, paths: DatasetPaths) -> dict[str, Any]:
     else:
         raise ValueError(f"unknown dataset {ds!r}")
     manifest["path"] = [_relative(p, paths.root) for p in manifest.path]
+    bad = find_bad_images(manifest.path.tolist(), paths.root)
+    if bad and params.data.on_bad_image == "error":
+        listing = "\n  ".join(f"{p}: {reason}" for p, reason in bad)
+        raise DatasetFormatError(f"{ds}: {len(bad)} image file(s) cannot be used:\n  {listing}\n"
+                                 "Remove or replace them, or set data.on_bad_image: skip in params.yaml.")
+    if bad:
+        manifest = manifest[~manifest.path.isin({p for p, _ in bad})].reset_index(drop=True)
+        log.warning("%s: skipped %d undecodable image(s) (data.on_bad_image: skip)", ds, len(bad))
     summary = summarize(manifest, ds)
+    summary.skipped_bad_images = [f"{p}: {reason}" for p, reason in bad]
     if spec is not None:
         check_counts(summary, spec)
     for warning in summary.warnings:
@@ -131,21 +141,55 @@ def _batch_maker(params: Params, cache: ImageCache, device: torch.device, seed_o
 class LossLog:
     """Per-epoch losses, rewritten (atomically) after every epoch as a CSV that DVC plots."""
 
-    def __init__(self, path: Path) -> None:
-        self.path, self.rows = path, []
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        self.path, self.columns, self.rows = path, ["epoch"] + columns, []
 
     def add(self, epoch: int, values: dict[str, float]) -> None:
         self.rows.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in values.items()}})
-        atomic_write_text(self.path, pd.DataFrame(self.rows).to_csv(index=False))
+        self.write()
+
+    def write(self) -> None:
+        atomic_write_text(self.path, pd.DataFrame(self.rows, columns=self.columns).to_csv(index=False))
 
 
-def _run_epochs(name: str, epochs: int, step: Callable[[int], dict[str, float]], log_path: Path) -> None:
-    losses = LossLog(log_path)
-    for epoch in range(epochs):
+STAGE1_LOSSES = ["triplet"]
+MASK_LOSSES = ["mask", "identity", "sparsity", "contiguity", "mask_mean"]
+STAGE3_LOSSES = ["extractor", "triplet_original", "triplet_hidden"]
+
+
+def _stage_settings(params: Params, stage: int) -> dict[str, Any]:
+    """The parameters a training stage reads (what its progress file must agree with)."""
+    settings: dict[str, Any] = {"seed": params.seed, "precision": params.precision, "model": params.model,
+                                "input": params.input, "triplet_margin": params.triplet_margin,
+                                "stage1": params.stage1}
+    if stage >= 2:
+        settings.update(lambda2=params.lambda2, sparsity_weight=params.sparsity_weight, stage2=params.stage2)
+    if stage == 3:
+        settings.update(lambda1=params.lambda1, drop_ratio=params.drop_ratio,
+                        mask_update_every=params.mask_update_every, stage3=params.stage3)
+    return {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in settings.items()}
+
+
+def _train(name: str, epochs: int, step: Callable[[int], dict[str, float]], state: TrainingState,
+           progress: Progress, logs: dict[str, LossLog], final: Path, final_payload: Callable[[], dict]) -> None:
+    """Run epochs from the last complete one; save progress after each; the final checkpoint, then mark done."""
+    start = 0
+    saved = progress.load()
+    if saved is not None:
+        state.restore(saved["state"])
+        for key, rows in saved["logs"].items():
+            logs[key].rows = list(rows)
+        start = int(saved["epoch"])
+        log.info("%s: resuming after epoch %d of %d (%s)", name, start, epochs, progress.path)
+    for epoch in range(start, epochs):
         values = step(epoch)
-        losses.add(epoch, values)
-        log.info("%s epoch %d/%d: %s", name, epoch + 1, epochs,
-                 ", ".join(f"{k}={v:.4f}" for k, v in values.items()))
+        logs["main"].add(epoch, values)
+        progress.save(epoch + 1, state, {k: v.rows for k, v in logs.items()})
+        log.info("%s epoch %d/%d: %s", name, epoch + 1, epochs, ", ".join(f"{k}={v:.4f}" for k, v in values.items()))
+    for loss_log in logs.values():
+        loss_log.write()   # also present when resumed after the last epoch, or when a log stayed empty
+    save_checkpoint(final, final_payload())
+    progress.save(epochs, state, {k: v.rows for k, v in logs.items()}, complete=True)
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -159,10 +203,13 @@ def train_stage1(params: Params, paths: DatasetPaths) -> None:
     sampler = PKSampler(cache.pids, s1.ids_per_batch, s1.images_per_id, params.seed)
     optimizer = torch.optim.Adam(extractor.parameters(), lr=s1.lr)
     make = _batch_maker(params, cache, device, 1)
-    _run_epochs("stage1", s1.epochs,
-                lambda e: train_extractor_epoch(extractor, optimizer, make, sampler, params.triplet_margin, e),
-                paths.losses("stage1"))
-    save_checkpoint(paths.checkpoint(1), {"extractor": extractor.state_dict(), "model": params.model.__dict__})
+    state = TrainingState({"extractor": extractor}, {"extractor": optimizer}, {"augment": make.generator},
+                          {"sampler": sampler.rng})
+    progress = Progress(paths.progress(1), fingerprint(_stage_settings(params, 1), [paths.manifest]))
+    _train("stage1", s1.epochs,
+           lambda e: train_extractor_epoch(extractor, optimizer, make, sampler, params.triplet_margin, e),
+           state, progress, {"main": LossLog(paths.losses("stage1"), STAGE1_LOSSES)}, paths.checkpoint(1),
+           lambda: {"extractor": extractor.state_dict(), "model": dataclasses.asdict(params.model)})
 
 
 def train_stage2(params: Params, paths: DatasetPaths) -> None:
@@ -175,12 +222,15 @@ def train_stage2(params: Params, paths: DatasetPaths) -> None:
     optimizer = torch.optim.Adam(mask_net.parameters(), lr=params.stage2.lr)
     make = _batch_maker(params, cache, device, 2)
     rng = np.random.default_rng(params.seed + 2)
-    _run_epochs("stage2", params.stage2.epochs,
-                lambda e: train_mask_epoch(mask_net, extractor, optimizer, make, params.stage2.batch_size,
-                                           params.lambda2, params.sparsity_weight, rng, e),
-                paths.losses("stage2"))
-    save_checkpoint(paths.checkpoint(2), {"mask": mask_net.state_dict(), "mask_optimizer": optimizer.state_dict(),
-                                          "model": params.model.__dict__})
+    state = TrainingState({"mask": mask_net}, {"mask": optimizer}, {"augment": make.generator}, {"batches": rng})
+    progress = Progress(paths.progress(2), fingerprint(_stage_settings(params, 2),
+                                                       [paths.manifest, paths.checkpoint(1)]))
+    _train("stage2", params.stage2.epochs,
+           lambda e: train_mask_epoch(mask_net, extractor, optimizer, make, params.stage2.batch_size,
+                                      params.lambda2, params.sparsity_weight, rng, e),
+           state, progress, {"main": LossLog(paths.losses("stage2"), MASK_LOSSES)}, paths.checkpoint(2),
+           lambda: {"mask": mask_net.state_dict(), "mask_optimizer": optimizer.state_dict(),
+                    "model": dataclasses.asdict(params.model)})
 
 
 def train_stage3(params: Params, paths: DatasetPaths) -> None:
@@ -199,23 +249,25 @@ def train_stage3(params: Params, paths: DatasetPaths) -> None:
     opt_m.load_state_dict(stage2["mask_optimizer"])
     make = _batch_maker(params, cache, device, 3)
     rng = np.random.default_rng(params.seed + 3)
-    mask_log = LossLog(paths.losses("stage3_mask"))
+    logs = {"main": LossLog(paths.losses("stage3"), STAGE3_LOSSES),
+            "mask": LossLog(paths.losses("stage3_mask"), MASK_LOSSES)}
+    state = TrainingState({"extractor": extractor, "mask": mask_net}, {"extractor": opt_f, "mask": opt_m},
+                          {"augment": make.generator}, {"sampler": sampler.rng, "batches": rng})
+    progress = Progress(paths.progress(3), fingerprint(_stage_settings(params, 3), [
+        paths.manifest, paths.checkpoint(1), paths.checkpoint(2)]))
 
     def epoch_step(epoch: int) -> dict[str, float]:
         values = train_joint_epoch(extractor, mask_net, opt_f, make, sampler, params.lambda1, params.drop_ratio,
                                    params.triplet_margin, epoch)
         if (epoch + 1) % params.mask_update_every == 0:
-            mask_values = train_mask_epoch(mask_net, extractor, opt_m, make, params.stage2.batch_size,
-                                           params.lambda2, params.sparsity_weight, rng, epoch,
-                                           stage="train_joint (stage 3, M update)")
-            mask_log.add(epoch, mask_values)
+            logs["mask"].add(epoch, train_mask_epoch(mask_net, extractor, opt_m, make, params.stage2.batch_size,
+                                                     params.lambda2, params.sparsity_weight, rng, epoch,
+                                                     stage="train_joint (stage 3, M update)"))
         return values
 
-    _run_epochs("stage3", params.stage3.epochs, epoch_step, paths.losses("stage3"))
-    if not mask_log.rows:  # keep the declared plot output present even if M was never updated
-        atomic_write_text(mask_log.path, "epoch,mask,identity,sparsity,contiguity,mask_mean\n")
-    save_checkpoint(paths.checkpoint(3), {"extractor": extractor.state_dict(), "mask": mask_net.state_dict(),
-                                          "model": params.model.__dict__})
+    _train("stage3", params.stage3.epochs, epoch_step, state, progress, logs, paths.checkpoint(3),
+           lambda: {"extractor": extractor.state_dict(), "mask": mask_net.state_dict(),
+                    "model": dataclasses.asdict(params.model)})
 
 
 def build_extractor_from(checkpoint: Path, params: Params, device: torch.device) -> FeatureExtractor:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+from maskreid.params import PRECISIONS
 
 
 def cpu_has_fast_bf16() -> bool:

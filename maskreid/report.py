@@ -16,6 +16,7 @@ from maskreid.io import atomic_write_text
 BENCHMARKS = {"market1501": "Market1501", "dukemtmcreid": "DukeMTMC-reID", "cuhk03_labeled": "CUHK03 (L)",
               "cuhk03_detected": "CUHK03 (D)"}
 NOT_RUN = "not run"
+MISSING = "n/a"  # the metrics file exists but lacks this model or protocol (e.g. written by an older version)
 
 # Table 1 as published (mAP, rank-1 per benchmark, in BENCHMARKS order; None = "-").
 PAPER_TABLE1: list[tuple[str, list[float | None]]] = [
@@ -51,21 +52,34 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _lookup(metrics: dict, model: str, protocol: str) -> tuple[float, float]:
-    block = metrics[model] if protocol == "standard" else metrics["authors_protocol"][model]
-    return block["mAP"], block["rank1"]
+def _lookup(metrics: dict, model: str, protocol: str) -> tuple[str, str]:
+    """Formatted (mAP, rank-1) of one model under one protocol, or n/a where the file lacks them."""
+    block = metrics.get(model) if protocol == "standard" else metrics.get("authors_protocol", {}).get(model)
+    if not isinstance(block, dict) or not {"mAP", "rank1"} <= set(block):
+        return MISSING, MISSING
+    return _fmt(block["mAP"]), _fmt(block["rank1"])
+
+
+def read_metrics(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a readable metrics JSON file ({err}); re-run its evaluate stage") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object with mAP, rank1, stage1, stage3, authors_protocol")
+    return data
 
 
 def build_table(metrics_dir: Path) -> pd.DataFrame:
     """The 15 published rows, then ours; cells are strings ready to print."""
     rows = [[name] + [_fmt(v) for v in values] for name, values in PAPER_TABLE1]
-    found = {ds: json.loads((metrics_dir / f"{ds}.json").read_text()) for ds in BENCHMARKS
+    found = {ds: read_metrics(metrics_dir / f"{ds}.json") for ds in BENCHMARKS
              if (metrics_dir / f"{ds}.json").is_file()}
     for label, model, protocol in OUR_ROWS:
         row = [label]
         for ds in BENCHMARKS:
             if ds in found:
-                row += [_fmt(v) for v in _lookup(found[ds], model, protocol)]
+                row += list(_lookup(found[ds], model, protocol))
             else:
                 row += [NOT_RUN, NOT_RUN]
         rows.append(row)
@@ -78,10 +92,9 @@ def other_datasets(metrics_dir: Path) -> pd.DataFrame:
     for path in sorted(metrics_dir.glob("*.json")):
         if path.stem in BENCHMARKS:
             continue
-        m = json.loads(path.read_text())
+        m = read_metrics(path)
         for label, model, protocol in OUR_ROWS:
-            mAP, r1 = _lookup(m, model, protocol)
-            rows.append([path.stem, label, f"{mAP:.1f}", f"{r1:.1f}"])
+            rows.append([path.stem, label, *_lookup(m, model, protocol)])
     return pd.DataFrame(rows, columns=["Dataset", "Method", "mAP", "R1"])
 
 
@@ -97,7 +110,8 @@ def write_report(metrics_dir: Path, out_md: Path, out_csv: Path) -> pd.DataFrame
     text = ("# Table 1, regenerated\n\nmAP / rank-1 in %. Published rows from the paper; maskreid rows from "
             "`metrics/<dataset>.json` of this run. *Standard protocol*: same-id same-camera gallery images "
             "removed, junk excluded (Market-1501 protocol). *Authors' protocol*: the whole gallery ranked, as "
-            "the authors' public code did; not comparable with the other rows.\n\n" + to_markdown(table))
+            "the authors' public code did; not comparable with the other rows. n/a: the metrics file lacks that "
+            "entry (re-run its evaluate stage).\n\n" + to_markdown(table))
     if not others.empty:
         text += "\n## Other datasets of this run\n\n" + to_markdown(others)
     atomic_write_text(out_md, text)

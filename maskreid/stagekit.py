@@ -5,24 +5,39 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Callable
+import importlib
+import signal
 
-from maskreid.params import Params, ParamsError, load_params
+from maskreid.params import ParamsError, load_params
 from maskreid.paths import DatasetPaths
 
 
-def run_stage(description: str, action: Callable[[Params, DatasetPaths], object]) -> None:
-    """Parse `<dataset>`, load and validate params.yaml, run `action`; user errors exit 1 with one message."""
+def run_stage(description: str, action: str) -> None:
+    """Parse `<dataset>`, load and validate params.yaml, then import and run maskreid.pipeline.<action>.
+
+    The pipeline (torch, timm...) is imported only after validation, so a broken params.yaml fails fast.
+    User errors exit 1 with one message, never a traceback.
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("dataset")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    # SIGTERM unwinds like Ctrl-C, so temporary files are cleaned up; progress files are already complete.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         params = load_params(args.params)
         if args.dataset not in params.datasets:
             raise ParamsError(f"{args.dataset!r} is not in datasets {list(params.datasets)} of {args.params}")
-        action(params, DatasetPaths(args.dataset))
+        getattr(importlib.import_module("maskreid.pipeline"), action)(params, DatasetPaths(args.dataset))
     except (ParamsError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.dataset} stopped; training stages resume from their last complete epoch "
+              "at the next `dvc repro`", file=sys.stderr)
+        sys.exit(130)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

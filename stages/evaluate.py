@@ -1,7 +1,6 @@
 """DVC stage evaluate@<dataset>: Score untrained, colour histogram, stage-1 and stage-3 models."""
 
-from maskreid.pipeline import evaluate_dataset
 from maskreid.stagekit import run_stage
 
 if __name__ == "__main__":
-    run_stage("Score untrained, colour histogram, stage-1 and stage-3 models", evaluate_dataset)
+    run_stage("Score untrained, colour histogram, stage-1 and stage-3 models", "evaluate_dataset")

@@ -1,7 +1,6 @@
 """DVC stage masks@<dataset>: Draw the mask figure (paper Fig. 1)."""
 
-from maskreid.pipeline import masks_figure
 from maskreid.stagekit import run_stage
 
 if __name__ == "__main__":
-    run_stage("Draw the mask figure (paper Fig. 1)", masks_figure)
+    run_stage("Draw the mask figure (paper Fig. 1)", "masks_figure")

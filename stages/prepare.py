@@ -1,7 +1,6 @@
 """DVC stage prepare@<dataset>: Build and validate the dataset manifest."""
 
-from maskreid.pipeline import prepare
 from maskreid.stagekit import run_stage
 
 if __name__ == "__main__":
-    run_stage("Build and validate the dataset manifest", prepare)
+    run_stage("Build and validate the dataset manifest", "prepare")

@@ -1,8 +1,13 @@
 """DVC stage report: Table 1 regenerated from every metrics/<dataset>.json present."""
 
+import sys
 from pathlib import Path
 
 from maskreid.report import write_report
 
 if __name__ == "__main__":
-    write_report(Path("metrics"), Path("reports/table1.md"), Path("reports/table1.csv"))
+    try:
+        write_report(Path("metrics"), Path("reports/table1.md"), Path("reports/table1.csv"))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -1,7 +1,6 @@
 """DVC stage train_extractor@<dataset>: Stage 1: train F with the triplet loss."""
 
-from maskreid.pipeline import train_stage1
 from maskreid.stagekit import run_stage
 
 if __name__ == "__main__":
-    run_stage("Stage 1: train F with the triplet loss", train_stage1)
+    run_stage("Stage 1: train F with the triplet loss", "train_stage1")

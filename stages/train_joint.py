@@ -1,7 +1,6 @@
 """DVC stage train_joint@<dataset>: Stage 3: train F with hidden top-mask pixels and M jointly."""
 
-from maskreid.pipeline import train_stage3
 from maskreid.stagekit import run_stage
 
 if __name__ == "__main__":
-    run_stage("Stage 3: train F with hidden top-mask pixels and M jointly", train_stage3)
+    run_stage("Stage 3: train F with hidden top-mask pixels and M jointly", "train_stage3")

@@ -1,7 +1,6 @@
 """DVC stage train_mask@<dataset>: Stage 2: train M with L_mask, F frozen."""
 
-from maskreid.pipeline import train_stage2
 from maskreid.stagekit import run_stage
 
 if __name__ == "__main__":
-    run_stage("Stage 2: train M with L_mask, F frozen", train_stage2)
+    run_stage("Stage 2: train M with L_mask, F frozen", "train_stage2")

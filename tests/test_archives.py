@@ -97,3 +97,52 @@ def test_checksum_mismatch_is_an_error_unless_accepted(tmp_path: Path) -> None:
     with pytest.raises(ArchiveError, match="md5 is 5d41.*expected 0000.*accept_checksum_mismatch"):
         verify_checksum(path, "0" * 32)
     assert verify_checksum(path, "0" * 32, accept_mismatch=True) == "5d41402abc4b2a76b9719d911017c592"
+
+
+class _Server:
+    """A real HTTP server on localhost: serves `payload`, or cuts the connection half-way."""
+
+    def __init__(self, payload: bytes, cut: bool) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload[: len(payload) // 2] if cut else payload)
+                if cut:
+                    self.wfile.flush()
+                    self.connection.close()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/archive.zip"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+def test_download_is_complete_or_absent(tmp_path: Path) -> None:
+    from maskreid.data.archives import download, is_reachable
+
+    payload = bytes(range(256)) * 4000
+    server = _Server(payload, cut=False)
+    try:
+        assert is_reachable(server.url)
+        target = download(server.url, tmp_path / "archive.zip")
+        assert target.read_bytes() == payload
+    finally:
+        server.close()
+    broken = _Server(payload, cut=True)
+    try:
+        with pytest.raises(ArchiveError, match="failed"):
+            download(broken.url, tmp_path / "cut.zip")
+        assert not (tmp_path / "cut.zip").exists()
+        assert [p.name for p in tmp_path.iterdir()] == ["archive.zip"]   # no partial file left behind
+    finally:
+        broken.close()

@@ -133,3 +133,31 @@ def test_cli_names_the_missing_array(tmp_path: Path) -> None:
 def test_cli_wrong_lengths_are_explained(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert cli_main(["evaluate-distances", str(_npz(tmp_path, g_pids=np.array([1, 2])))]) == 1
     assert "g_pids: expected a 1-d array of length 5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_counting_path_alone_matches_the_reference_without_ties(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import maskreid.evaluation as ev
+
+    def no_sorting(*args):
+        raise AssertionError("the sorting fallback must not be needed without ties")
+
+    monkeypatch.setattr(ev, "_stats_by_sorting", no_sorting)
+    rng = np.random.default_rng(100 + seed)
+    nq, ng = 30, 200
+    distmat = rng.random((nq, ng))
+    q_pids, g_pids = rng.integers(0, 10, nq), rng.integers(0, 10, ng)
+    q_cams, g_cams = rng.integers(1, 4, nq), rng.integers(1, 4, ng)
+    r = evaluate(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=50, chunk_size=8)
+    ap, cmc, inp, valid = reference(distmat, q_pids, g_pids, q_cams, g_cams, 50)
+    assert r["num_valid_queries"] == valid
+    assert abs(r["mAP"] - ap) < 1e-9 and abs(r["mINP"] - inp) < 1e-9
+    np.testing.assert_allclose(r["cmc"], cmc, atol=1e-9)
+
+
+def test_float32_distances_and_integer_distances_are_accepted() -> None:
+    distmat = np.array([[3, 1, 2]])
+    args = (np.array([1]), np.array([1, 2, 1]), np.array([1]), np.array([2, 2, 3]))
+    a = evaluate(distmat, *args, max_rank=3)
+    b = evaluate(distmat.astype(np.float32), *args, max_rank=3)
+    assert a == b and a["mAP"] == pytest.approx((1 / 2 + 2 / 3) / 2)

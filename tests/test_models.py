@@ -88,3 +88,11 @@ def test_weights_file_that_is_not_a_state_dict(tmp_path: Path) -> None:
     path.write_bytes(b"not a torch file")
     with pytest.raises(PretrainedWeightsError, match="cannot be read as a weights file"):
         FeatureExtractor("resnet18", pretrained=str(path))
+
+
+def test_every_allowed_backbone_is_a_timm_model() -> None:
+    import timm
+
+    from maskreid.params import BACKBONES
+
+    assert [b for b in BACKBONES if not timm.is_model(b)] == []

@@ -1,4 +1,5 @@
-import time
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,14 +42,12 @@ def test_every_problem_is_listed_in_one_message(tmp_path: Path) -> None:
         raw["profiles"]["quick"]["input"]["crop"] = [200, 64]
         raw["profiles"]["quick"]["stage1"]["epochs"] = 0
         raw["precision"] = "fp8"
-    start = time.perf_counter()
     with pytest.raises(ParamsError) as err:
         load_params(_write(tmp_path, edit))
-    assert time.perf_counter() - start < 5  # validation, not training
     message = str(err.value)
     assert "8 problem(s)" in message
     for expected in ("lambda1: 1.5 outside [0.0, 1.0]", "drop_ratio: 1.0 outside (0.0, 1.0)", "unknown ['mars']",
-                     "'resnet5000' is not a timm/torchvision model name", "'/no/such/weights.pth' is neither",
+                     "'resnet5000' is not one of resnet18, resnet34", "'/no/such/weights.pth' is neither",
                      "crop: [200, 64] is larger than resize [134, 67]", "stage1.epochs: 0 outside [1",
                      "precision: 'fp8' is not one of auto, bf16, fp16, fp32"):
         assert expected in message
@@ -57,3 +56,14 @@ def test_every_problem_is_listed_in_one_message(tmp_path: Path) -> None:
 def test_missing_key_is_named(tmp_path: Path) -> None:
     with pytest.raises(ParamsError, match="lambda2: missing"):
         load_params(_write(tmp_path, lambda raw: raw.pop("lambda2")))
+
+
+def test_stage_with_broken_params_fails_before_importing_torch(tmp_path: Path) -> None:
+    path = _write(tmp_path, lambda raw: raw.update(lambda1=-0.1))
+    probe = ("import sys; sys.argv = ['train_joint', 'synthetic', '--params', %r]\n"
+             "from maskreid.stagekit import run_stage\n"
+             "try:\n    run_stage('stage 3', 'train_stage3')\n"
+             "except SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)\n") % str(path)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert result.stdout.strip() == "exit 1 False"      # stopped with a message; torch never imported
+    assert "lambda1: -0.1 outside [0.0, 1.0]" in result.stderr and "Traceback" not in result.stderr

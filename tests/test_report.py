@@ -32,3 +32,20 @@ def test_table1_has_published_rows_ours_and_not_run(tmp_path: Path) -> None:
     csv = pd.read_csv(tmp_path / "r" / "table1.csv", dtype=str)
     assert list(csv.columns)[:3] == ["Method", "Market1501 mAP", "Market1501 R1"]
     assert "0.0" not in set(csv.iloc[15:, 3:].values.ravel())
+
+
+def test_old_or_partial_metrics_show_na_and_bad_json_is_named(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    old = _metrics((50.0, 70.0), (55.0, 75.0), (60.0, 96.0))
+    del old["authors_protocol"]
+    (metrics / "cuhk03_labeled.json").write_text(json.dumps(old))
+    table = write_report(metrics, tmp_path / "t.md", tmp_path / "t.csv")
+    audit = table[table.Method == "maskreid final, stage 3 (authors' protocol)"].iloc[0]
+    assert audit["CUHK03 (L) mAP"] == "n/a"
+    standard = table[table.Method == "maskreid final, stage 3 (standard protocol)"].iloc[0]
+    assert standard["CUHK03 (L) R1"] == "75.0"
+    (metrics / "market1501.json").write_text("{truncated")
+    import pytest
+    with pytest.raises(ValueError, match="market1501.json: not a readable metrics JSON file"):
+        write_report(metrics, tmp_path / "t.md", tmp_path / "t.csv")

@@ -32,6 +32,17 @@ def test_seeded_and_reproducible() -> None:
     assert list(PKSampler(pids, 5, 2, seed=3)) != list(PKSampler(pids, 5, 2, seed=4))
 
 
-def test_too_few_identities_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="at least P=20 identities"):
-        PKSampler([0, 0, 1, 1], p=20, k=3, seed=0)
+def test_fewer_identities_than_p_still_gives_valid_batches_and_says_so() -> None:
+    with pytest.warns(UserWarning, match="only 2 identities for P=4"):
+        sampler = PKSampler([0, 0, 1, 1, 1], p=4, k=3, seed=0)
+    batches = list(sampler)
+    assert len(batches) == 1
+    assert len(batches[0]) == 12
+    for start in range(0, 12, 3):                      # K consecutive images of one identity each
+        group = {[0, 0, 1, 1, 1][i] for i in batches[0][start:start + 3]}
+        assert len(group) == 1
+
+
+def test_empty_split_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="non-empty training split"):
+        PKSampler([], p=4, k=3, seed=0)

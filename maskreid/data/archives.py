@@ -58,10 +58,15 @@ def download(url: str, target: Path) -> Path:
         try:
             with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
+                received = 0
                 with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {target.name}") as bar:
                     while block := response.read(1 << 20):
                         out.write(block)
+                        received += len(block)
                         bar.update(len(block))
+            if total is not None and received != total:
+                raise ArchiveError(f"downloading {url} to {target} failed: connection closed after {received} "
+                                   f"of {total} bytes")
         except OSError as err:
             raise ArchiveError(f"downloading {url} to {target} failed: {err}") from err
     return target

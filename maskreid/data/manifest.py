@@ -26,6 +26,7 @@ class ManifestSummary:
     distractor_gallery_images: int
     queries_without_cross_camera_match: int
     warnings: list[str] = field(default_factory=list)
+    skipped_bad_images: list[str] = field(default_factory=list)
 
 
 def summarize(manifest: pd.DataFrame, dataset: str) -> ManifestSummary:

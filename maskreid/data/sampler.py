@@ -24,10 +24,13 @@ class PKSampler:
         for index, pid in enumerate(pids):
             by_pid[int(pid)].append(index)
         self.by_pid = dict(by_pid)
+        if not self.by_pid:
+            raise ValueError("PK sampling needs a non-empty training split")
         few = sum(1 for v in self.by_pid.values() if len(v) < k)
-        if len(self.by_pid) < p:
-            raise ValueError(f"PK sampling needs at least P={p} identities in the training split, found "
-                             f"{len(self.by_pid)}; lower ids_per_batch")
+        self.ids_with_replacement = len(self.by_pid) < p
+        if self.ids_with_replacement:
+            warnings.warn(f"only {len(self.by_pid)} identities for P={p} per batch; identities are sampled with "
+                          "replacement, so a batch may hold one identity more than once", stacklevel=2)
         if few:
             warnings.warn(f"{few} of {len(self.by_pid)} identities have fewer than K={k} images; their images "
                           "are sampled with replacement", stacklevel=2)
@@ -42,6 +45,9 @@ class PKSampler:
         return chunks
 
     def __iter__(self) -> Iterator[list[int]]:
+        if self.ids_with_replacement:
+            yield from self._batches_with_replacement()
+            return
         chunks = self._chunks()
         available = [pid for pid, c in chunks.items() if c]
         while len(available) >= self.p:
@@ -52,7 +58,17 @@ class PKSampler:
             available = [pid for pid in available if chunks[pid]]
             yield batch
 
+    def _batches_with_replacement(self) -> Iterator[list[int]]:
+        """Fewer identities than P: each batch draws P identities with replacement, K images each."""
+        pids = sorted(self.by_pid)
+        for _ in range(len(self)):
+            batch: list[int] = []
+            for pid in self.rng.choice(pids, size=self.p, replace=True).tolist():
+                idx = self.by_pid[pid]
+                batch.extend(int(i) for i in self.rng.choice(idx, size=self.k, replace=len(idx) < self.k))
+            yield batch
+
     def __len__(self) -> int:
-        """Expected number of batches (exact when no identity runs out early)."""
+        """Expected number of batches (exact when no identity runs out early); at least one."""
         total = sum(max(1, len(v) // self.k) for v in self.by_pid.values())
-        return total // self.p
+        return max(1, total // self.p)

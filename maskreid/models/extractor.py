@@ -24,12 +24,6 @@ class PretrainedWeightsError(RuntimeError):
     """Pretrained weights are missing, unreachable or do not fit the backbone."""
 
 
-def is_known_backbone(name: str) -> bool:
-    import timm
-
-    return bool(timm.is_model(name))
-
-
 def imagenet_weights_path(backbone: str) -> Path:
     """Where the ImageNet weights of `backbone` are expected (torch.hub's checkpoint cache)."""
     url = IMAGENET_URLS[backbone]
