@@ -50,24 +50,31 @@ def _stats_by_counting(dist: np.ndarray, good: np.ndarray, keep: np.ndarray) -> 
     kept gallery items closer than it, counted with a batched binary search against the (few) true-match
     distances. Rows with tied distances at a true match return NaN and are redone by sorting."""
     d = torch.from_numpy(np.ascontiguousarray(dist))
-    g, k = torch.from_numpy(good), torch.from_numpy(keep)
-    num_rel = g.sum(1)
+    g = torch.from_numpy(good)
+    num_rel = good.sum(1)
     m = int(num_rel.max())
     s = torch.where(g, d, torch.tensor(float("inf"), dtype=d.dtype)).topk(m, dim=1, largest=False).values
-    right = torch.searchsorted(s, d, right=True)       # number of true-match distances <= d
-    left = torch.searchsorted(s, d, right=False)       # number of true-match distances < d
-    finite = torch.isfinite(s)
-    ties = ((k & (right > left)).sum(1) != num_rel) | ((s[:, 1:] == s[:, :-1]) & finite[:, 1:]).any(1)
-    bins = torch.where(k, right.clamp(max=m), torch.tensor(m + 1))
-    hist = torch.zeros(len(d), m + 2, dtype=torch.int64).scatter_add_(1, bins, torch.ones_like(bins))
-    rank = (hist.cumsum(1)[:, :m] + 1).double()        # rank of the k-th true match among kept items
-    position = torch.arange(1, m + 1, dtype=torch.float64)
+    right = torch.searchsorted(s, d, right=True)       # number of true-match distances <= d, in 0..m
+    # A tie: two true matches at one distance, or another kept image at exactly a true match's distance.
+    at_match = (right > 0) & (s.gather(1, (right - 1).clamp(min=0)) == d)
+    kept_at_match = (at_match & torch.from_numpy(keep)).sum(1).numpy()
+    equal_matches = ((s[:, 1:] == s[:, :-1]) & torch.isfinite(s[:, 1:])).any(1).numpy()
+    ties = (kept_at_match != num_rel) | equal_matches
+    # rank_k - 1 = kept images with right <= k: a histogram of `right` per row over all images, minus the
+    # few removed (same id, same camera) ones, then a cumulative sum.
+    rows = len(dist)
+    r = right.numpy()
+    offsets = (np.arange(rows) * (m + 1))[:, None]
+    hist = np.bincount((r + offsets).ravel(), minlength=rows * (m + 1))
+    removed_rows, removed_cols = np.nonzero(~keep)
+    np.subtract.at(hist, r[removed_rows, removed_cols] + offsets[removed_rows, 0], 1)
+    rank = hist.reshape(rows, m + 1).cumsum(1)[:, :m] + 1.0
+    position = np.arange(1, m + 1)
     valid = position[None, :] <= num_rel[:, None]
-    ap = torch.where(valid, position / rank, 0.0).sum(1) / num_rel
-    last = rank.gather(1, (num_rel - 1).clamp(min=0)[:, None])[:, 0]
-    first, ap, last = rank[:, 0].numpy(), ap.numpy(), last.numpy()
-    tied = ties.numpy()
-    return (np.where(tied, np.nan, first), np.where(tied, np.nan, last), np.where(tied, np.nan, ap))
+    ap = np.where(valid, position / rank, 0.0).sum(1) / num_rel
+    last = rank[np.arange(rows), num_rel - 1]
+    first = rank[:, 0]
+    return (np.where(ties, np.nan, first), np.where(ties, np.nan, last), np.where(ties, np.nan, ap))
 
 
 def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
