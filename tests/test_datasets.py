@@ -231,3 +231,26 @@ def test_cuhk01_real_archive(tmp_path: Path) -> None:
     assert sum(summary["images"].values()) == 3884
     assert summary["ids"]["train"] + summary["ids"]["query"] == 971
     assert summary["cameras"] == 2 and summary["warnings"] == []
+
+
+def test_market_is_downloaded_checked_and_extracted_when_reachable(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+    import hashlib
+
+    from tests.test_archives import _Server
+
+    archive = tmp_path / "served.zip"
+    _market_zip(archive, "Market-1501-v15.09.15", MARKET_NAMES)
+    payload = archive.read_bytes()
+    server = _Server(payload, cut=False)
+    try:
+        spec = datasets_module.SPECS["market1501"]
+        served = dataclasses.replace(spec.archive, url=server.url, md5=hashlib.md5(payload).hexdigest())
+        monkeypatch.setitem(datasets_module.SPECS, "market1501", dataclasses.replace(spec, archive=served))
+        root = tmp_path / "project"
+        summary = prepare(_params("datasets=[market1501]"), DatasetPaths("market1501", root))
+    finally:
+        server.close()
+    assert (root / "data/raw/market1501/Market-1501-v15.09.15.zip").read_bytes() == payload
+    assert summary["images"] == {"train": 4, "query": 2, "gallery": 5}
