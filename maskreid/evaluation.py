@@ -91,8 +91,11 @@ def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_cami
         raise ValueError(f"max_rank: expected a positive integer, got {max_rank}")
     if ng == 0:
         raise ValueError("distmat: the gallery is empty")
-    if not np.issubdtype(distmat.dtype, np.floating):
+    if distmat.dtype not in (np.float32, np.float64):
         distmat = distmat.astype(np.float64)
+    finite = np.isfinite(distmat)
+    if not finite.all():
+        raise ValueError(f"distmat: {int((~finite).sum())} entries are NaN or infinite; distances must be finite")
     ranks = np.arange(1, max_rank + 1)
     cmc_hits = np.zeros(max_rank, dtype=np.int64)
     ap_sum = inp_sum = 0.0

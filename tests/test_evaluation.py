@@ -161,3 +161,15 @@ def test_float32_distances_and_integer_distances_are_accepted() -> None:
     a = evaluate(distmat, *args, max_rank=3)
     b = evaluate(distmat.astype(np.float32), *args, max_rank=3)
     assert a == b and a["mAP"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+def test_non_finite_distances_are_refused() -> None:
+    distmat = np.array([[0.1, np.nan, np.inf]])
+    with pytest.raises(ValueError, match="2 entries are NaN or infinite"):
+        evaluate(distmat, np.array([1]), np.array([1, 2, 1]), np.array([1]), np.array([2, 2, 3]))
+
+
+def test_float16_distances_are_accepted() -> None:
+    distmat = np.array([[3, 1, 2]], dtype=np.float16)
+    r = evaluate(distmat, np.array([1]), np.array([1, 2, 1]), np.array([1]), np.array([2, 2, 3]), max_rank=3)
+    assert r["mAP"] == pytest.approx((1 / 2 + 2 / 3) / 2)
