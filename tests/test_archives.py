@@ -128,7 +128,8 @@ class _Server:
 
 
 def test_download_is_complete_or_absent(tmp_path: Path) -> None:
-    from maskreid.data.archives import download, is_reachable
+    from maskreid.data.archives import download
+    from maskreid.net import is_reachable
 
     payload = bytes(range(256)) * 4000
     server = _Server(payload, cut=False)

@@ -58,7 +58,7 @@ def test_resnet50_has_2048_features_before_the_embedding() -> None:
 def test_imagenet_offline_fails_at_once_naming_file_and_folder(monkeypatch: pytest.MonkeyPatch,
                                                                tmp_path: Path) -> None:
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.setattr(extractor_module, "_reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(extractor_module, "is_reachable", lambda url, timeout=3.0: False)
     with pytest.raises(PretrainedWeightsError) as err:
         FeatureExtractor("resnet50", pretrained="imagenet")
     message = str(err.value)

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import socket
 import stat
 import tarfile
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlparse
 
 from tqdm import tqdm
 
@@ -40,16 +38,6 @@ def verify_checksum(path: Path, expected: str | None, algorithm: str = "md5", ac
                            "corrupt or a different release. Replace it, or set accept_checksum_mismatch: true "
                            "in params.yaml if you know this file is right.")
     return actual
-
-
-def is_reachable(url: str, timeout: float = 3.0) -> bool:
-    parsed = urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parsed.hostname or "", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def download(url: str, target: Path) -> Path:

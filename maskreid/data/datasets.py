@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from maskreid.data.archives import ArchiveError, download, extract, is_reachable, verify_checksum
+from maskreid.data.archives import ArchiveError, download, extract, verify_checksum
 from maskreid.data.manifest import ManifestSummary
 from maskreid.data.market import SPLIT_FOLDERS, DatasetFormatError, scan_market_folder
+from maskreid.net import is_reachable
 
 log = logging.getLogger("maskreid")
 

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
+
+from maskreid.net import is_reachable
 
 # torchvision's ImageNet weights (the file name carries the sha256 prefix torch.hub checks).
 IMAGENET_URLS = {
@@ -30,15 +31,6 @@ def imagenet_weights_path(backbone: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
 
 
-def _reachable(url: str, timeout: float = 3.0) -> bool:
-    host = urlparse(url).hostname or ""
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def fetch_imagenet_weights(backbone: str) -> Path:
     """Return the local path of the ImageNet weights, downloading them (hash-checked) when reachable."""
     if backbone not in IMAGENET_URLS:
@@ -49,7 +41,7 @@ def fetch_imagenet_weights(backbone: str) -> Path:
     if path.is_file():
         return path
     url = IMAGENET_URLS[backbone]
-    if not _reachable(url):
+    if not is_reachable(url):
         raise PretrainedWeightsError(
             f"ImageNet weights for {backbone} are not on this machine and {urlparse(url).hostname} is unreachable.\n"
             f"  Download {url}\n  and place it at {path}\n"
