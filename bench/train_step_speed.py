@@ -39,7 +39,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     h, w = args.size
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, device {device}; torch {torch.__version__}")
-    print(f"| step | fp32 img/s | bf16 img/s | bf16 + channels_last img/s |\n|---|---|---|---|")
+    print("| step | fp32 img/s | bf16 img/s | bf16 + channels_last img/s |\n|---|---|---|---|")
     rows = {}
     for name, batch in (("stage 1: F + triplet", 60), ("stage 2: M + frozen F", 50)):
         rates = []

@@ -12,7 +12,7 @@ import pandas as pd
 
 from maskreid.data.archives import ArchiveError, download, extract, verify_checksum
 from maskreid.data.manifest import ManifestSummary
-from maskreid.data.market import SPLIT_FOLDERS, DatasetFormatError, scan_market_folder
+from maskreid.data.market import SPLIT_FOLDERS, DatasetFormatError
 from maskreid.net import is_reachable
 
 log = logging.getLogger("maskreid")
