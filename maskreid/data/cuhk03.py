@@ -20,7 +20,6 @@ from tqdm import tqdm
 from maskreid.data.archives import MARKER, ArchiveError, extract, verify_checksum
 from maskreid.data.market import DatasetFormatError, scan_market_folder
 
-KINDS = ("labeled", "detected")
 SPLIT_FIELDS = ("labels", "camId", "filelist", "train_idx", "query_idx", "gallery_idx")
 
 

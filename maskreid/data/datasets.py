@@ -57,8 +57,6 @@ SPECS: dict[str, DatasetSpec] = {
     "cuhk01": DatasetSpec("cuhk01", "cuhk01", 2, {}, CUHK01),
     "custom": DatasetSpec("custom", "custom", 99),
 }
-CUHK03_SPLIT_FILES = {"labeled": "cuhk03_new_protocol_config_labeled.mat",
-                      "detected": "cuhk03_new_protocol_config_detected.mat"}
 
 
 def find_market_root(folder: Path, max_depth: int = 3) -> Path | None:
