@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 
 NPZ_FIELDS = ("distmat", "q_pids", "g_pids", "q_camids", "g_camids")
+RERANK_FIELDS = ("q_q", "g_g")
 
 
-def evaluate_distances(path: Path, max_rank: int, same_camera_removal: bool = True) -> dict:
-    """Score a saved distance matrix from any tool under the standard protocol."""
+def evaluate_distances(path: Path, max_rank: int, same_camera_removal: bool = True, rerank: bool = False,
+                       k1: int = 20, k2: int = 6, lambda_value: float = 0.3) -> dict:
+    """Score a saved distance matrix from any tool under the standard protocol, optionally re-ranked."""
     from maskreid.evaluation import evaluate
 
     if not path.is_file():
@@ -27,8 +29,22 @@ def evaluate_distances(path: Path, max_rank: int, same_camera_removal: bool = Tr
         raise ValueError(f"{path}: missing array(s) {missing}; expected {', '.join(NPZ_FIELDS)} "
                          "(distmat: queries x gallery; the others 1-d)")
     arrays = {f: data[f] for f in NPZ_FIELDS}
-    return evaluate(arrays["distmat"], arrays["q_pids"], arrays["g_pids"], arrays["q_camids"], arrays["g_camids"],
-                    max_rank=max_rank, same_camera_removal=same_camera_removal)
+    distmat = arrays["distmat"]
+    if rerank:
+        from maskreid.reranking import k_reciprocal_rerank
+
+        missing = [f for f in RERANK_FIELDS if f not in data.files]
+        if missing:
+            raise ValueError(f"{path}: --rerank needs array(s) {missing}: q_q (queries x queries) and g_g "
+                             "(gallery x gallery) distances, computed like distmat")
+        try:
+            distmat = k_reciprocal_rerank(distmat, data["q_q"], data["g_g"], k1, k2, lambda_value)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
+    result = evaluate(distmat, arrays["q_pids"], arrays["g_pids"], arrays["q_camids"], arrays["g_camids"],
+                      max_rank=max_rank, same_camera_removal=same_camera_removal)
+    result["reranking"] = {"used": True, "k1": k1, "k2": k2, "lambda": lambda_value} if rerank else {"used": False}
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,9 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--max-rank", type=int, default=50)
     ev.add_argument("--keep-same-camera", action="store_true",
                     help="rank the whole gallery (the authors' code), not the standard protocol")
+    ev.add_argument("--rerank", action="store_true",
+                    help="k-reciprocal re-ranking first (needs q_q and g_g arrays in the .npz)")
+    ev.add_argument("--k1", type=int, default=20, help="re-ranking k1 (default 20)")
+    ev.add_argument("--k2", type=int, default=6, help="re-ranking k2 (default 6)")
+    ev.add_argument("--lambda", dest="lambda_value", type=float, default=0.3, help="re-ranking lambda (default 0.3)")
     args = parser.parse_args(argv)
     try:
-        result = evaluate_distances(args.file, args.max_rank, not args.keep_same_camera)
+        result = evaluate_distances(args.file, args.max_rank, not args.keep_same_camera, args.rerank,
+                                    args.k1, args.k2, args.lambda_value)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

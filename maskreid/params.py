@@ -63,6 +63,10 @@ class EvaluationParams:
     max_rank: int
     ranks: tuple[int, ...]
     batch_size: int
+    rerank: bool = False            # k-reciprocal re-ranking (Zhong et al. 2017) of the standard protocol
+    rerank_k1: int = 20
+    rerank_k2: int = 6
+    rerank_lambda: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,13 @@ class _Checker:
             return None
         return (int(value[0]), int(value[1]))
 
+    def boolean(self, mapping: Any, key: str, where: str) -> Any:
+        value = self.get(mapping, key, where)
+        if value is not None and not isinstance(value, bool):
+            self.problems.append(f"{where}{key}: expected true or false, got {value!r}")
+            return None
+        return value
+
     def choice(self, mapping: Any, key: str, where: str, allowed: Sequence[str]) -> Any:
         value = self.get(mapping, key, where)
         if value is None:
@@ -214,8 +225,11 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
         if ranks and max_rank and max(ranks) > max_rank:
             c.problems.append(f"evaluation.ranks: {max(ranks)} is larger than evaluation.max_rank={max_rank}")
         batch = c.positive_int(ev, "batch_size", "evaluation.")
-        if None not in (max_rank, ranks, batch):
-            evaluation = EvaluationParams(max_rank, tuple(ranks), batch)
+        rerank = (c.boolean(ev, "rerank", "evaluation."), c.positive_int(ev, "rerank_k1", "evaluation."),
+                  c.positive_int(ev, "rerank_k2", "evaluation."),
+                  c.number(ev, "rerank_lambda", "evaluation.", low=0.0, high=1.0))
+        if None not in (max_rank, ranks, batch, *rerank):
+            evaluation = EvaluationParams(max_rank, tuple(ranks), batch, *rerank)
 
     syn = c.get(raw, "synthetic", "")
     synthetic = None

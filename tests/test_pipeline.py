@@ -20,7 +20,8 @@ TINY = {
     "synthetic": {"train_ids": 24, "test_ids": 10, "cameras": 4, "images_per_camera": [1, 2],
                   "cameras_per_id": [2, 3], "distractors": 4, "junk": 3, "height": 64, "width": 32},
     "mask_update_every": 1,
-    "evaluation": {"max_rank": 20, "ranks": [1, 5, 10, 20], "batch_size": 64},
+    "evaluation": {"max_rank": 20, "ranks": [1, 5, 10, 20], "batch_size": 64, "rerank": False,
+                   "rerank_k1": 20, "rerank_k2": 6, "rerank_lambda": 0.3},
 }
 TINY_PROFILE = {
     "model": {"backbone": "resnet18", "pretrained": "none", "embedding_dim": 64, "unet_width": 4},
@@ -66,7 +67,7 @@ def test_repro_writes_every_declared_output(project: Path) -> None:
         assert set(metrics[model]) >= {"mAP", "rank1", "rank5", "rank10", "rank20", "mINP"}
         assert 0.0 <= metrics[model]["mAP"] <= 100.0
     assert metrics["mAP"] == metrics["stage3"]["mAP"] and metrics["rank1"] == metrics["stage3"]["rank1"]
-    assert metrics["protocol"] == "standard"
+    assert metrics["protocol"] == "standard" and metrics["reranking"] == {"used": False}
     audit = metrics["authors_protocol"]
     assert set(audit) >= {"stage1", "stage3", "description"}
     assert audit["gallery_images"] == metrics["gallery_images"] + 3          # the 3 junk images are ranked too
@@ -93,3 +94,14 @@ def test_lambda1_change_reruns_stage3_onwards_only(project: Path) -> None:
     assert ran == {"train_joint@synthetic", "evaluate@synthetic", "masks@synthetic", "report"}
     diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], project).stdout)
     assert {"mAP", "rank1"} <= set(diff["metrics/synthetic.json"])
+
+
+def test_rerank_option_reruns_evaluation_only_and_is_recorded(project: Path) -> None:
+    before = json.loads((project / "metrics" / "synthetic.json").read_text())
+    result = run(["dvc", "exp", "run", "-S", "evaluation.rerank=true"], project)
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"evaluate@synthetic", "report"}
+    after = json.loads((project / "metrics" / "synthetic.json").read_text())
+    assert after["reranking"] == {"used": True, "k1": 20, "k2": 6, "lambda": 0.3}
+    assert after["stage3"]["mAP"] != before["stage3"]["mAP"]
+    assert after["authors_protocol"]["stage3"] == before["authors_protocol"]["stage3"]   # never re-ranked
