@@ -135,8 +135,10 @@ def test_cli_wrong_lengths_are_explained(tmp_path: Path, capsys: pytest.CaptureF
     assert "g_pids: expected a 1-d array of length 5" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("seed", range(4))
-def test_counting_path_alone_matches_the_reference_without_ties(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_counting_path_alone_matches_the_reference_without_ties(seed: int, dtype: type,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import maskreid.evaluation as ev
 
     def no_sorting(*args):
@@ -145,7 +147,7 @@ def test_counting_path_alone_matches_the_reference_without_ties(seed: int, monke
     monkeypatch.setattr(ev, "_stats_by_sorting", no_sorting)
     rng = np.random.default_rng(100 + seed)
     nq, ng = 30, 200
-    distmat = rng.random((nq, ng))
+    distmat = rng.permutation(np.linspace(-1.0, 3.0, nq * ng)).reshape(nq, ng).astype(dtype)  # no ties; < 0 too
     q_pids, g_pids = rng.integers(0, 10, nq), rng.integers(0, 10, ng)
     q_cams, g_cams = rng.integers(1, 4, nq), rng.integers(1, 4, ng)
     r = evaluate(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=50, chunk_size=8)
@@ -172,4 +174,10 @@ def test_non_finite_distances_are_refused() -> None:
 def test_float16_distances_are_accepted() -> None:
     distmat = np.array([[3, 1, 2]], dtype=np.float16)
     r = evaluate(distmat, np.array([1]), np.array([1, 2, 1]), np.array([1]), np.array([2, 2, 3]), max_rank=3)
+    assert r["mAP"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+def test_huge_finite_float32_distances_are_not_mistaken_for_non_finite() -> None:
+    distmat = np.array([[3e38, 1e38, 2e38, 3.3e38]], dtype=np.float32)     # the row's sum overflows
+    r = evaluate(distmat, np.array([1]), np.array([1, 2, 1, 3]), np.array([1]), np.array([2, 2, 3, 3]), max_rank=4)
     assert r["mAP"] == pytest.approx((1 / 2 + 2 / 3) / 2)

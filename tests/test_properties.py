@@ -37,6 +37,7 @@ def ranking_cases(draw, ties: bool):
     rng = np.random.default_rng(seed)
     distmat = (rng.integers(0, 4, (nq, ng)).astype(float) if ties
                else np.stack([rng.permutation(ng) for _ in range(nq)]).astype(float))
+    distmat = (distmat - 1.5).astype(draw(st.sampled_from([np.float64, np.float32])))  # both paths; negatives
     q_pids, g_pids = rng.integers(0, 4, nq), rng.integers(0, 4, ng)
     q_cams, g_cams = rng.integers(1, 3, nq), rng.integers(1, 3, ng)
     g_pids[0], g_cams[0] = q_pids[0], 3 - q_cams[0]          # at least one valid query
