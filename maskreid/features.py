@@ -11,14 +11,16 @@ from maskreid.data.loading import ImageCache, Normalizer, center_crop, to_model_
 
 @torch.no_grad()
 def extract_features(model: nn.Module, cache: ImageCache, crop: tuple[int, int], batch_size: int,
-                     device: torch.device) -> np.ndarray:
-    """F's embedding of every cached image (test transform: resize, centre crop, normalise)."""
+                     device: torch.device,
+                     memory_format: torch.memory_format = torch.contiguous_format) -> np.ndarray:
+    """F's embedding of every cached image (test transform: resize, centre crop, normalise), in fp32."""
     model.eval()
     normalizer = Normalizer(device)
     out = []
     for start in range(0, len(cache), batch_size):
         batch = center_crop(cache.images[start:start + batch_size], crop)
-        out.append(model(to_model_input(batch, normalizer, device)).float().cpu())
+        images = to_model_input(batch, normalizer, device).contiguous(memory_format=memory_format)
+        out.append(model(images).float().cpu())
     return torch.cat(out).numpy()
 
 

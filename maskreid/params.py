@@ -104,6 +104,7 @@ class Params:
     sparsity_weight: float
     mask_update_every: int
     precision: str
+    channels_last: bool
     evaluation: EvaluationParams
     synthetic: SyntheticParams
     data: DataParams
@@ -212,6 +213,7 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     sparsity_weight = c.number(raw, "sparsity_weight", "", low=0.0)
     mask_every = c.positive_int(raw, "mask_update_every", "")
     precision = c.choice(raw, "precision", "", PRECISIONS)
+    channels_last = c.boolean(raw, "channels_last", "")
 
     ev = c.get(raw, "evaluation", "")
     evaluation = None
@@ -323,7 +325,8 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
         raise ParamsError(f"{source}: {len(c.problems)} problem(s):\n  - " + "\n  - ".join(c.problems))
     return Params(seed=seed, datasets=tuple(datasets), profile=profile, lambda1=lambda1, lambda2=lambda2,
                   drop_ratio=drop_ratio, triplet_margin=margin, sparsity_weight=sparsity_weight,
-                  mask_update_every=mask_every, precision=precision, evaluation=evaluation, synthetic=synthetic, data=data,
+                  mask_update_every=mask_every, precision=precision,
+                  channels_last=channels_last, evaluation=evaluation, synthetic=synthetic, data=data,
                   **sections)
 
 

@@ -8,6 +8,7 @@ Stage 3: F with L_extractor (Eq. 2) on PK batches, hiding the top drop_ratio pix
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -39,11 +40,16 @@ class BatchMaker:
     generator: torch.Generator
     normalizer: Normalizer
     amp: MixedPrecision
+    memory_format: torch.memory_format = torch.contiguous_format
+    seconds: float = 0.0        # time spent making batches (the input pipeline's share of a training epoch)
 
     def __call__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        start = time.perf_counter()
         raw = random_crop_flip(self.cache.images[indices], self.crop, self.flip, self.generator)
         pids = torch.as_tensor(self.cache.pids[indices], device=self.device)
-        return to_model_input(raw, self.normalizer, self.device), pids
+        images = to_model_input(raw, self.normalizer, self.device).contiguous(memory_format=self.memory_format)
+        self.seconds += time.perf_counter() - start
+        return images, pids
 
 
 def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[list[int]]:

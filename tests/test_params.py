@@ -42,14 +42,19 @@ def test_every_problem_is_listed_in_one_message(tmp_path: Path) -> None:
         raw["profiles"]["quick"]["input"]["crop"] = [200, 64]
         raw["profiles"]["quick"]["stage1"]["epochs"] = 0
         raw["precision"] = "fp8"
+        raw["channels_last"] = "yes"
+        raw["evaluation"]["rerank"] = 1
+        raw["evaluation"]["rerank_lambda"] = 2
     with pytest.raises(ParamsError) as err:
         load_params(_write(tmp_path, edit))
     message = str(err.value)
-    assert "8 problem(s)" in message
+    assert "11 problem(s)" in message
     for expected in ("lambda1: 1.5 outside [0.0, 1.0]", "drop_ratio: 1.0 outside (0.0, 1.0)", "unknown ['mars']",
                      "'resnet5000' is not one of resnet18, resnet34", "'/no/such/weights.pth' is neither",
                      "crop: [200, 64] is larger than resize [134, 67]", "stage1.epochs: 0 outside [1",
-                     "precision: 'fp8' is not one of auto, bf16, fp16, fp32"):
+                     "precision: 'fp8' is not one of auto, bf16, fp16, fp32",
+                     "channels_last: expected true or false, got 'yes'", "evaluation.rerank: expected true or false",
+                     "evaluation.rerank_lambda: 2 outside [0.0, 1.0]"):
         assert expected in message
 
 
