@@ -15,9 +15,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, untrusted or not of the expected kind."""
 
 
-def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
-    """Save tensors and plain values; a reader never sees a half-written file."""
-    with atomic_path(path) as tmp:
+def save_checkpoint(path: Path | str, payload: dict[str, Any], durable: bool = True) -> None:
+    """Save tensors and plain values; a reader never sees a half-written file. `durable=False` skips the
+    fsync: for files whose loss after a power cut costs only time (per-epoch progress)."""
+    with atomic_path(path, durable) as tmp:
         torch.save(payload, tmp)
 
 

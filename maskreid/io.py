@@ -10,8 +10,9 @@ from typing import Iterator
 
 
 @contextmanager
-def atomic_path(target: Path | str) -> Iterator[Path]:
-    """Yield a temporary path next to `target`; on success fsync it and rename it over `target`."""
+def atomic_path(target: Path | str, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to `target`; on success fsync it (when `durable`) and rename it over
+    `target`. The rename alone protects against a killed process; the fsync also against a power cut."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -19,8 +20,9 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as handle:
-            os.fsync(handle.fileno())
+        if durable:
+            with open(tmp_path, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

@@ -25,7 +25,6 @@ from maskreid.data.manifest import read_manifest, summarize, write_manifest
 from maskreid.data.market import JUNK_PID, DatasetFormatError, scan_market_folder
 from maskreid.data.sampler import PKSampler
 from maskreid.evaluation import euclidean_distances, evaluate, summarize_percent
-from maskreid.reranking import k_reciprocal_rerank
 from maskreid.features import color_histograms, extract_features
 from maskreid.io import atomic_write_text
 from maskreid.models.extractor import FeatureExtractor
@@ -328,6 +327,8 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
         distmat = euclidean_distances(q_feat, g_feat)
         ranked = distmat[:, scored]
         if ev.rerank:
+            from maskreid.reranking import k_reciprocal_rerank   # SciPy: imported only when used
+
             scored_feat = g_feat[scored]
             ranked = k_reciprocal_rerank(ranked, euclidean_distances(q_feat, q_feat),
                                          euclidean_distances(scored_feat, scored_feat),

@@ -88,5 +88,7 @@ class Progress:
         return saved
 
     def save(self, epoch: int, state: TrainingState, logs: dict[str, list], complete: bool = False) -> None:
+        # not fsynced (0.1 s instead of 0.4 s for ResNet-18 + Adam, every epoch): after a power cut a damaged
+        # progress file is ignored on load, and the stage starts over; a killed process loses nothing
         save_checkpoint(self.path, {"fingerprint": self.fingerprint, "epoch": epoch, "complete": complete,
-                                    "state": state.capture(), "logs": logs})
+                                    "state": state.capture(), "logs": logs}, durable=False)
