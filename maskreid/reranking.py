@@ -169,7 +169,10 @@ def k_reciprocal_rerank(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: i
                         lambda_value: float = 0.3, chunk_size: int = 512) -> np.ndarray:
     """Re-ranked (queries x gallery) float32 distances: (1 - lambda) * Jaccard + lambda * original, where the
     original distance is squared and divided by its row's maximum over queries and gallery."""
-    q_g = np.asarray(q_g)
+    dtype = np.result_type(q_g, q_q, g_g)
+    if dtype not in (np.float32, np.float64):      # integers, float16: rank in float64
+        dtype = np.dtype(np.float64)
+    q_g, q_q, g_g = (np.asarray(a, dtype=dtype) for a in (q_g, q_q, g_g))   # no copy when already so
     if q_g.ndim != 2:
         raise ValueError(f"q_g: expected a 2-d (queries x gallery) array, got shape {q_g.shape}")
     nq, ng = q_g.shape

@@ -95,6 +95,14 @@ def test_float64_input_gives_the_same_ranking_quality():
     assert abs(f32["mAP"] - f64["mAP"]) < 1e-5
 
 
+def test_mixed_and_integer_dtypes_are_accepted():
+    (q_g, q_q, g_g), _ = clustered_case(7)
+    expected = k_reciprocal_rerank(q_g.astype(np.float64), q_q.astype(np.float64), g_g.astype(np.float64))
+    np.testing.assert_allclose(k_reciprocal_rerank(q_g, q_q.astype(np.float64), g_g), expected, atol=1e-6)
+    rounded = [np.round(d * 1000).astype(np.int64) for d in (q_g, q_q, g_g)]
+    assert k_reciprocal_rerank(*rounded).shape == q_g.shape
+
+
 def test_re_ranking_helps_on_clustered_data():
     dists, labels = clustered_case(5, nq=40, ng=160, ids=16)
     assert evaluate(k_reciprocal_rerank(*dists), *labels)["mAP"] > evaluate(dists[0], *labels)["mAP"]
