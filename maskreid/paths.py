@@ -23,6 +23,12 @@ class DatasetPaths:
     def manifest(self) -> Path:
         return self.prepared / "manifest.csv"
 
+    @property
+    def decoded(self) -> Path:
+        """Decoded, resized uint8 images per split and size, shared by the stages (not tracked by DVC: a cache
+        keyed by the image files' names, sizes and modification times)."""
+        return self.root / "data" / "decoded" / self.dataset
+
     def checkpoint(self, stage: int) -> Path:
         return self.root / "models" / self.dataset / f"stage{stage}.pt"
 

@@ -118,8 +118,9 @@ def _split(manifest: pd.DataFrame, split: str, drop_junk: bool = True) -> pd.Dat
 def load_split(paths: DatasetPaths, split: str, size: tuple[int, int], drop_junk: bool = True) -> ImageCache:
     part = _split(read_manifest(paths.manifest), split, drop_junk)
     root = paths.root
-    return ImageCache.build([str(root / p) for p in part.path], part.pid.tolist(), part.camid.tolist(), size,
-                            desc=f"decoding {paths.dataset}/{split}")
+    name = split if drop_junk else f"{split}_with_junk"
+    return ImageCache.load_or_build([str(root / p) for p in part.path], part.pid.tolist(), part.camid.tolist(),
+                                    size, paths.decoded, name, desc=f"decoding {paths.dataset}/{split}")
 
 
 # ------------------------------------------------------------------------------------------------ models

@@ -1,11 +1,15 @@
 """Decode each image once into a uint8 tensor cache; augment whole batches as tensor operations.
 
 Re-ID crops are small, so a dataset's training split fits in RAM after one decode (Market-1501 at
-234x117: about 1 GB). Batched crops and flips then cost far less than a PIL pipeline per image.
+234x117: about 1 GB), and is kept as a .npy file for the next stage. Batched crops and flips then cost far
+less than a PIL pipeline per image.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -14,6 +18,10 @@ import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
+
+from maskreid.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,8 +54,42 @@ class ImageCache:
             out[i] = torch.from_numpy(load_rgb(path, size)).permute(2, 0, 1)
         return cls(out, np.asarray(pids, dtype=np.int64), np.asarray(camids, dtype=np.int64), list(paths))
 
+    @classmethod
+    def load_or_build(cls, paths: Sequence[str], pids: Sequence[int], camids: Sequence[int],
+                      size: tuple[int, int], store: Path, name: str, desc: str = "decoding") -> "ImageCache":
+        """The same cache, decoded once per dataset and size: later stages read a .npy file instead of decoding
+        every JPEG again. The file name carries a key of the image files' paths, sizes and modification times,
+        so changed images are decoded afresh; an unreadable or mismatched file is rebuilt."""
+        key = _files_key(paths, size)
+        file = store / f"{name}_{size[0]}x{size[1]}_{key}.npy"
+        expected = (len(paths), 3, size[0], size[1])
+        if file.is_file():
+            try:
+                images = np.load(file, allow_pickle=False)
+                if images.shape == expected and images.dtype == np.uint8:
+                    return cls(torch.from_numpy(images), np.asarray(pids, dtype=np.int64),
+                               np.asarray(camids, dtype=np.int64), list(paths))
+                log.warning("%s: shape %s, expected %s; decoding again", file, images.shape, expected)
+            except (OSError, ValueError) as err:
+                log.warning("%s: unreadable (%s); decoding again", file, err)
+        cache = cls.build(paths, pids, camids, size, desc)
+        store.mkdir(parents=True, exist_ok=True)
+        for old in store.glob(f"{name}_{size[0]}x{size[1]}_*.npy"):   # one file per split and size
+            old.unlink()
+        with atomic_path(file, durable=False) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, cache.images.numpy())
+        return cache
+
     def __len__(self) -> int:
         return len(self.paths)
+
+
+def _files_key(paths: Sequence[str], size: tuple[int, int]) -> str:
+    digest = hashlib.sha256(f"{size}".encode())
+    for path in paths:
+        st = os.stat(path)
+        digest.update(f"\0{path}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
 
 
 class Normalizer:
