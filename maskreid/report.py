@@ -57,7 +57,9 @@ def _lookup(metrics: dict, model: str, protocol: str) -> tuple[str, str]:
     block = metrics.get(model) if protocol == "standard" else metrics.get("authors_protocol", {}).get(model)
     if not isinstance(block, dict) or not {"mAP", "rank1"} <= set(block):
         return MISSING, MISSING
-    return _fmt(block["mAP"]), _fmt(block["rank1"])
+    reranked = protocol == "standard" and bool(metrics.get("reranking", {}).get("used"))
+    mark = " (RR)" if reranked else ""
+    return _fmt(block["mAP"]) + mark, _fmt(block["rank1"]) + mark
 
 
 def read_metrics(path: Path) -> dict:
@@ -110,8 +112,9 @@ def write_report(metrics_dir: Path, out_md: Path, out_csv: Path) -> pd.DataFrame
     text = ("# Table 1, regenerated\n\nmAP / rank-1 in %. Published rows from the paper; maskreid rows from "
             "`metrics/<dataset>.json` of this run. *Standard protocol*: same-id same-camera gallery images "
             "removed, junk excluded (Market-1501 protocol). *Authors' protocol*: the whole gallery ranked, as "
-            "the authors' public code did; not comparable with the other rows. n/a: the metrics file lacks that "
-            "entry (re-run its evaluate stage).\n\n" + to_markdown(table))
+            "the authors' public code did; not comparable with the other rows. (RR): after k-reciprocal "
+            "re-ranking (`evaluation.rerank: true`), which the published rows do not use. n/a: the metrics file "
+            "lacks that entry (re-run its evaluate stage).\n\n" + to_markdown(table))
     if not others.empty:
         text += "\n## Other datasets of this run\n\n" + to_markdown(others)
     atomic_write_text(out_md, text)

@@ -49,3 +49,16 @@ def test_old_or_partial_metrics_show_na_and_bad_json_is_named(tmp_path: Path) ->
     import pytest
     with pytest.raises(ValueError, match="market1501.json: not a readable metrics JSON file"):
         write_report(metrics, tmp_path / "t.md", tmp_path / "t.csv")
+
+
+def test_re_ranked_numbers_are_marked_and_the_authors_protocol_is_not(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    data = {**_metrics((50.0, 70.0), (55.25, 75.5), (60.0, 96.0)), "reranking": {"used": True, "k1": 20}}
+    (metrics / "market1501.json").write_text(json.dumps(data))
+    table = write_report(metrics, tmp_path / "table1.md", tmp_path / "table1.csv")
+    final = table[table.Method == "maskreid final, stage 3 (standard protocol)"].iloc[0]
+    assert (final["Market1501 mAP"], final["Market1501 R1"]) == ("55.2 (RR)", "75.5 (RR)")
+    audit = table[table.Method == "maskreid final, stage 3 (authors' protocol)"].iloc[0]
+    assert audit["Market1501 R1"] == "96.0"
+    assert "(RR): after k-reciprocal re-ranking" in (tmp_path / "table1.md").read_text()
