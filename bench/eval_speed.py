@@ -10,8 +10,8 @@ fresh process so peak memory is its own.
 from __future__ import annotations
 
 import json
+import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,7 +21,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from market_case import load_case, peak_rss_kb, reset_peak_rss  # noqa: E402
+from market_case import load_case, max_metric_difference, peak_rss_kb, reset_peak_rss, run_children  # noqa: E402
 
 
 def run_one(method: str) -> dict:
@@ -58,16 +58,9 @@ def main() -> None:
         print(json.dumps(run_one(sys.argv[2])))
         return
     load_case()
-    results = {}
-    for method in ("fastreid", "maskreid"):
-        out = subprocess.run([sys.executable, __file__, "--child", method], capture_output=True, text=True)
-        if out.returncode != 0:
-            sys.exit(f"{method} failed (run bench/setup_anchors.sh first?):\n{out.stderr[-2000:]}")
-        results[method] = json.loads(out.stdout.strip().splitlines()[-1])
+    results = run_children(__file__, ("fastreid", "maskreid"))
     a, m = results["fastreid"], results["maskreid"]
-    diff = max(abs(a["mAP"] - m["mAP"]), abs(a["mINP"] - m["mINP"]),
-               float(np.max(np.abs(np.array(a["cmc"]) - np.array(m["cmc"])))))
-    import os
+    diff = max_metric_difference(a, m)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}")
     print("| evaluator | seconds (best of 3) | speed-up vs fast-reid | peak memory above the input (MB) |")
     print("|---|---|---|---|")

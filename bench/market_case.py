@@ -7,6 +7,9 @@ matches spread deep into the ranking (mAP about 0.44, rank-1 about 0.82). Saved 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +59,21 @@ def reset_peak_rss() -> int:
 
 def peak_rss_kb() -> int:
     return _status_kb("VmHWM")
+
+
+def run_children(script: str, methods: tuple[str, ...]) -> dict[str, dict]:
+    """Run `script --child METHOD` once per method, each in a fresh process (so peak memory is its own), and
+    return the JSON each printed last."""
+    results = {}
+    for method in methods:
+        out = subprocess.run([sys.executable, script, "--child", method], capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(f"{method} failed (run bench/setup_anchors.sh first?):\n{out.stderr[-2000:]}")
+        results[method] = json.loads(out.stdout.strip().splitlines()[-1])
+    return results
+
+
+def max_metric_difference(a: dict, b: dict) -> float:
+    """Largest |difference| over mAP, mINP and every CMC rank of two evaluation results."""
+    return max(abs(a["mAP"] - b["mAP"]), abs(a["mINP"] - b["mINP"]),
+               float(np.max(np.abs(np.array(a["cmc"]) - np.array(b["cmc"])))))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from market_case import euclidean_f32, load_case, peak_rss_kb, reset_peak_rss  # noqa: E402
+from market_case import (euclidean_f32, load_case, max_metric_difference, peak_rss_kb,  # noqa: E402
+                         reset_peak_rss, run_children)
 
 OUT = HERE / ".cache"
 
@@ -57,19 +57,13 @@ def main() -> None:
         return
     data = load_case()
     labels = [data[k].astype(np.int64) for k in ("q_pids", "g_pids", "q_camids", "g_camids")]
-    results = {}
-    for method in ("torchreid", "maskreid"):
-        out = subprocess.run([sys.executable, __file__, "--child", method], capture_output=True, text=True)
-        if out.returncode != 0:
-            sys.exit(f"{method} failed (run bench/setup_anchors.sh first?):\n{out.stderr[-2000:]}")
-        results[method] = json.loads(out.stdout.strip().splitlines()[-1])
+    results = run_children(__file__, ("torchreid", "maskreid"))
     from maskreid.evaluation import evaluate
 
     scores = {m: evaluate(np.load(OUT / f"rerank_{m}.npy"), *labels) for m in results}
     plain = evaluate(data["distmat"], *labels)
     a, m = scores["torchreid"], scores["maskreid"]
-    metric_diff = max(abs(a["mAP"] - m["mAP"]), abs(a["mINP"] - m["mINP"]),
-                      float(np.max(np.abs(np.array(a["cmc"]) - np.array(m["cmc"])))))
+    metric_diff = max_metric_difference(a, m)
     dist_diff = float(np.abs(np.load(OUT / "rerank_torchreid.npy") - np.load(OUT / "rerank_maskreid.npy")).max())
     t = results["torchreid"]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
