@@ -162,22 +162,21 @@ def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_cami
             bad = int((~np.isfinite(distmat)).sum())
             raise ValueError(f"distmat: {bad} entries are NaN or infinite; distances must be finite")
         row, col, removed = matches.of(q_pids[start:stop], q_camids[start:stop], same_camera_removal)
-        num_rel = np.bincount(row[~removed], minlength=stop - start)
+        good_row, good_col = row[~removed], col[~removed]            # grouped by row
+        num_rel = np.bincount(good_row, minlength=stop - start)
         valid = num_rel > 0
         if not valid.any():
             continue
         keep_rows = np.flatnonzero(valid)
         new_row = np.cumsum(valid) - 1                  # row index among the valid rows
-        m = int(num_rel.max())
-        good_row, good_col = new_row[row[~removed]], col[~removed]
-        s = np.full((len(keep_rows), m), np.inf, dtype=distmat.dtype)
-        s[good_row, np.arange(len(good_row)) - np.repeat(np.cumsum(num_rel[valid]) - num_rel[valid],
-                                                         num_rel[valid])] = distmat[start + row[~removed], good_col]
+        rel = num_rel[valid]
+        slot = np.arange(len(good_row)) - np.repeat(np.cumsum(rel) - rel, rel)      # position within its row
+        s = np.full((len(keep_rows), int(rel.max())), np.inf, dtype=distmat.dtype)
+        s[new_row[good_row], slot] = distmat[start + good_row, good_col]
         s.sort(axis=1)
         rem = removed & valid[row]
         scored = chunk if valid.all() else chunk[torch.from_numpy(keep_rows)]
-        first, last, ap = _stats_by_counting(scored, torch.from_numpy(s),
-                                             num_rel[valid], new_row[row[rem]],
+        first, last, ap = _stats_by_counting(scored, torch.from_numpy(s), rel, new_row[row[rem]],
                                              distmat[start + row[rem], col[rem]])
         tied = np.flatnonzero(np.isnan(ap))
         if len(tied):
@@ -187,7 +186,7 @@ def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_cami
                 else np.ones_like(match)
             first[tied], last[tied], ap[tied] = _stats_by_sorting(distmat[q_rows], match & keep, keep)
         ap_sum += float(ap.sum())
-        inp_sum += float((num_rel[valid] / last).sum())
+        inp_sum += float((rel / last).sum())
         cmc_hits += (first[:, None] <= ranks[None, :]).sum(0)
         num_valid += len(keep_rows)
     if num_valid == 0:

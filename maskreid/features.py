@@ -19,8 +19,7 @@ def extract_features(model: nn.Module, cache: ImageCache, crop: tuple[int, int],
     out = []
     for start in range(0, len(cache), batch_size):
         batch = center_crop(cache.images[start:start + batch_size], crop)
-        images = to_model_input(batch, normalizer, device).contiguous(memory_format=memory_format)
-        out.append(model(images).float().cpu())
+        out.append(model(to_model_input(batch, normalizer, device, memory_format)).float().cpu())
     return torch.cat(out).numpy()
 
 

@@ -51,7 +51,7 @@ def _nearest(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k: int,
     qq, qg, gg = (torch.from_numpy(np.ascontiguousarray(b)) for b in (q_q, q_g, g_g))
     nearest = torch.empty(n, k, dtype=torch.int64)
     row_max = torch.empty(n, dtype=torch.float64)
-    for start, stop in _chunk_starts(nq, n, chunk):
+    for start, stop in _row_ranges(nq, n, chunk):
         if start < nq:
             rows = torch.cat([qq[:, start:stop].T, qg[start:stop]], dim=1)
         else:
@@ -62,7 +62,7 @@ def _nearest(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k: int,
     return nearest, torch.from_numpy(_squared_f32(row_max.numpy()))
 
 
-def _chunk_starts(nq: int, n: int, chunk: int) -> list[tuple[int, int]]:
+def _row_ranges(nq: int, n: int, chunk: int) -> list[tuple[int, int]]:
     """Row ranges of at most `chunk` rows, none straddling the query/gallery boundary."""
     return [(s, min(s + chunk, end)) for begin, end in ((0, nq), (nq, n)) for s in range(begin, end, chunk)]
 
@@ -103,9 +103,10 @@ def _expanded_sets(nearest: torch.Tensor, k1: int, chunk: int) -> tuple[torch.Te
         stop = min(start + chunk, n)
         own = torch.where(recip[start:stop], nearest[start:stop], -1)          # R(i, k1), -1 = absent
         cand = nearest[start:stop]                                             # candidates c (valid: recip)
-        cand_sets = torch.where(recip_half[cand], near_half[cand], -2)         # R(c, k1/2), -2 = absent
+        cand_recip = recip_half[cand]
+        cand_sets = torch.where(cand_recip, near_half[cand], -2)               # R(c, k1/2), -2 = absent
         shared = (cand_sets[..., None] == own[:, None, None, :]).any(dim=3).sum(dim=2)
-        size = recip_half[cand].sum(dim=2)
+        size = cand_recip.sum(dim=2)
         # the reference's test, in float64: |R(c) & R(i)| > 2/3 |R(c)|
         accepted = recip[start:stop] & (shared.double() > (2.0 / 3) * size.double())
         grow = torch.where(accepted[..., None] & (cand_sets >= 0), cand_sets, n)

@@ -47,7 +47,7 @@ class BatchMaker:
         start = time.perf_counter()
         raw = random_crop_flip(self.cache.images[indices], self.crop, self.flip, self.generator)
         pids = torch.as_tensor(self.cache.pids[indices], device=self.device)
-        images = to_model_input(raw, self.normalizer, self.device).contiguous(memory_format=self.memory_format)
+        images = to_model_input(raw, self.normalizer, self.device, self.memory_format)
         self.seconds += time.perf_counter() - start
         return images, pids
 

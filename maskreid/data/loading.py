@@ -126,6 +126,8 @@ def random_crop_flip(batch: torch.Tensor, crop: tuple[int, int], flip_prob: floa
     return out
 
 
-def to_model_input(batch_uint8: torch.Tensor, normalizer: Normalizer, device: torch.device) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> normalised float on `device`."""
-    return normalizer.normalize(batch_uint8.to(device, non_blocking=True).float().div_(255.0))
+def to_model_input(batch_uint8: torch.Tensor, normalizer: Normalizer, device: torch.device,
+                   memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> normalised float on `device`, in the models' memory layout."""
+    images = normalizer.normalize(batch_uint8.to(device, non_blocking=True).float().div_(255.0))
+    return images.contiguous(memory_format=memory_format)
