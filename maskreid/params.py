@@ -71,6 +71,7 @@ class EvaluationParams:
 
 @dataclass(frozen=True)
 class SyntheticParams:
+    seed: int                       # the dataset draw, separate from the training seed
     train_ids: int
     test_ids: int
     cameras: int
@@ -83,9 +84,13 @@ class SyntheticParams:
 
 
 @dataclass(frozen=True)
+class Cuhk01Params:
+    test_ids: int                   # 485 train / 486 test identities in the usual split
+    split_seed: int                 # which identities are test ones, separate from the training seed
+
+
+@dataclass(frozen=True)
 class DataParams:
-    custom_path: str
-    cuhk01_test_ids: int
     accept_checksum_mismatch: bool
     on_bad_image: str
 
@@ -107,6 +112,7 @@ class Params:
     channels_last: bool
     evaluation: EvaluationParams
     synthetic: SyntheticParams
+    cuhk01: Cuhk01Params
     data: DataParams
     model: ModelParams
     input: InputParams
@@ -233,11 +239,24 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
         if None not in (max_rank, ranks, batch, *rerank):
             evaluation = EvaluationParams(max_rank, tuple(ranks), batch, *rerank)
 
-    syn = c.get(raw, "synthetic", "")
+    prep = c.get(raw, "prepare", "")
+    if isinstance(prep, dict):
+        unknown = [k for k in prep if k not in KNOWN_DATASETS]
+        if unknown:
+            c.problems.append(f"prepare: unknown dataset block(s) {unknown}; known: {', '.join(KNOWN_DATASETS)}")
+        for ds in datasets or ():
+            if ds in KNOWN_DATASETS and not isinstance(prep.get(ds), dict):
+                c.problems.append(f"prepare.{ds}: missing (every dataset in `datasets` needs its block, "
+                                  "`{}` when it has no settings)")
+    elif prep is not None:
+        c.problems.append(f"prepare: expected a mapping of dataset -> settings, got {prep!r}")
+        prep = None
+    syn = c.get(prep, "synthetic", "prepare.") if prep is not None else None
     synthetic = None
     if syn is not None:
-        w = "synthetic."
+        w = "prepare.synthetic."
         vals = dict(
+            seed=c.number(syn, "seed", w, int, low=0),
             train_ids=c.positive_int(syn, "train_ids", w), test_ids=c.positive_int(syn, "test_ids", w),
             cameras=c.number(syn, "cameras", w, int, low=2, high=9),
             images_per_camera=c.pair(syn, "images_per_camera", w),
@@ -255,19 +274,20 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
             c.problems.append(f"{w}cameras_per_id: min must be at least 2 so every query has a cross-camera match")
         if None not in vals.values():
             synthetic = SyntheticParams(**vals)
+    cu = c.get(prep, "cuhk01", "prepare.") if prep is not None else None
+    cuhk01 = None
+    if cu is not None:
+        vals1 = (c.positive_int(cu, "test_ids", "prepare.cuhk01."), c.number(cu, "split_seed", "prepare.cuhk01.", int, low=0))
+        if None not in vals1:
+            cuhk01 = Cuhk01Params(*vals1)
 
     dat = c.get(raw, "data", "")
     data = None
     if dat is not None:
-        custom = c.get(dat, "custom_path", "data.")
-        test_ids = c.positive_int(dat, "cuhk01_test_ids", "data.")
-        accept = c.get(dat, "accept_checksum_mismatch", "data.")
-        if accept is not None and not isinstance(accept, bool):
-            c.problems.append(f"data.accept_checksum_mismatch: expected true or false, got {accept!r}")
-            accept = None
+        accept = c.boolean(dat, "accept_checksum_mismatch", "data.")
         on_bad = c.choice(dat, "on_bad_image", "data.", ("error", "skip"))
-        if None not in (custom, test_ids, accept, on_bad):
-            data = DataParams(str(custom), test_ids, accept, on_bad)
+        if None not in (accept, on_bad):
+            data = DataParams(accept, on_bad)
 
     sections: dict[str, Any] = {}
     profiles = c.get(raw, "profiles", "")
@@ -326,7 +346,7 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     return Params(seed=seed, datasets=tuple(datasets), profile=profile, lambda1=lambda1, lambda2=lambda2,
                   drop_ratio=drop_ratio, triplet_margin=margin, sparsity_weight=sparsity_weight,
                   mask_update_every=mask_every, precision=precision,
-                  channels_last=channels_last, evaluation=evaluation, synthetic=synthetic, data=data,
+                  channels_last=channels_last, evaluation=evaluation, synthetic=synthetic, cuhk01=cuhk01, data=data,
                   **sections)
 
 

@@ -20,6 +20,11 @@ class DatasetPaths:
         return self.root / "data" / "prepared" / self.dataset
 
     @property
+    def extracted(self) -> Path:
+        """Where prepare extracts an archive: inside its DVC output, so DVC knows the files the manifest names."""
+        return self.prepared / "extracted"
+
+    @property
     def manifest(self) -> Path:
         return self.prepared / "manifest.csv"
 
@@ -33,7 +38,8 @@ class DatasetPaths:
         return self.root / "models" / self.dataset / f"stage{stage}.pt"
 
     def progress(self, stage: int) -> Path:
-        """The in-progress state of a training stage (DVC `persist`), for resuming after a kill."""
+        """The in-progress state of a training stage, for resuming after a kill. Not a DVC output: DVC leaves
+        it alone when the stage re-runs, and a fresh clone that pulled finished results does not lack it."""
         return self.root / "models" / self.dataset / f"stage{stage}.progress.pt"
 
     def losses(self, name: str) -> Path:

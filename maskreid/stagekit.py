@@ -13,7 +13,8 @@ from maskreid.paths import DatasetPaths
 
 
 def run_stage(description: str, action: str) -> None:
-    """Parse `<dataset>`, load and validate params.yaml, then import and run maskreid.pipeline.<action>.
+    """Parse `<dataset>`, load and validate params.yaml, then import and run `action` ("module:function",
+    a stage module of maskreid.pipeline).
 
     The pipeline (torch, timm...) is imported only after validation, so a broken params.yaml fails fast.
     User errors exit 1 with one message, never a traceback.
@@ -29,7 +30,8 @@ def run_stage(description: str, action: str) -> None:
         params = load_params(args.params)
         if args.dataset not in params.datasets:
             raise ParamsError(f"{args.dataset!r} is not in datasets {list(params.datasets)} of {args.params}")
-        getattr(importlib.import_module("maskreid.pipeline"), action)(params, DatasetPaths(args.dataset))
+        module, function = action.split(":")
+        getattr(importlib.import_module(module), function)(params, DatasetPaths(args.dataset))
     except (ParamsError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -3,4 +3,4 @@
 from maskreid.stagekit import run_stage
 
 if __name__ == "__main__":
-    run_stage("Score untrained, colour histogram, stage-1 and stage-3 models", "evaluate_dataset")
+    run_stage("Score untrained, colour histogram, stage-1 and stage-3 models", "maskreid.pipeline.evaluate:evaluate_dataset")

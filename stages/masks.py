@@ -3,4 +3,4 @@
 from maskreid.stagekit import run_stage
 
 if __name__ == "__main__":
-    run_stage("Draw the mask figure (paper Fig. 1)", "masks_figure")
+    run_stage("Draw the mask figure (paper Fig. 1)", "maskreid.pipeline.masks:masks_figure")

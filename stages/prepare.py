@@ -3,4 +3,4 @@
 from maskreid.stagekit import run_stage
 
 if __name__ == "__main__":
-    run_stage("Build and validate the dataset manifest", "prepare")
+    run_stage("Build and validate the dataset manifest", "maskreid.pipeline.prepare:prepare")

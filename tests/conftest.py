@@ -26,8 +26,9 @@ def write_jpeg(path: Path, colour: tuple[int, int, int] = (120, 60, 30), size: t
 
 @pytest.fixture
 def market_folder(tmp_path: Path) -> Path:
-    """A miniature Market-1501 folder: 2 train ids, 2 test ids, a distractor, a junk image and Thumbs.db."""
-    root = tmp_path / "market"
+    """A miniature Market-1501 folder: 2 train ids, 2 test ids, a distractor, a junk image and Thumbs.db, where
+    the `custom` dataset of a project rooted at tmp_path reads it (data/raw/custom)."""
+    root = tmp_path / "data" / "raw" / "custom"
     names = {
         "bounding_box_train": ["0002_c1s1_000451_03.jpg", "0002_c2s1_000551_01.jpg", "0007_c3s3_012345_02.jpg",
                                "0007_c1s1_000111_01.jpg"],

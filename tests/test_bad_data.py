@@ -14,7 +14,7 @@ from maskreid.data.loading import load_rgb
 from maskreid.data.market import DatasetFormatError
 from maskreid.params import load_params
 from maskreid.paths import DatasetPaths
-from maskreid.pipeline import prepare
+from maskreid.pipeline.prepare import prepare
 from tests.conftest import REPO
 
 
@@ -32,7 +32,7 @@ def _corrupt(folder: Path) -> dict[str, str]:
 
 def test_every_bad_file_is_listed_with_its_reason(tmp_path: Path, market_folder: Path) -> None:
     bad = _corrupt(market_folder)
-    params = load_params(REPO / "params.yaml", ["datasets=[custom]", f"data.custom_path={market_folder}"])
+    params = load_params(REPO / "params.yaml", ["datasets=[custom]"])
     with pytest.raises(DatasetFormatError) as err:
         prepare(params, DatasetPaths("custom", tmp_path))
     message = str(err.value)
@@ -45,7 +45,7 @@ def test_every_bad_file_is_listed_with_its_reason(tmp_path: Path, market_folder:
 
 def test_skip_drops_them_and_lists_them_in_the_summary(tmp_path: Path, market_folder: Path) -> None:
     _corrupt(market_folder)
-    params = load_params(REPO / "params.yaml", ["datasets=[custom]", f"data.custom_path={market_folder}",
+    params = load_params(REPO / "params.yaml", ["datasets=[custom]",
                                                 "data.on_bad_image=skip"])
     summary = prepare(params, DatasetPaths("custom", tmp_path))
     assert len(summary["skipped_bad_images"]) == 3

@@ -16,7 +16,7 @@ from maskreid.data import datasets as datasets_module
 from maskreid.data.archives import ArchiveError
 from maskreid.params import load_params
 from maskreid.paths import DatasetPaths
-from maskreid.pipeline import prepare
+from maskreid.pipeline.prepare import prepare
 from tests.conftest import REPO, SHARED
 
 
@@ -62,7 +62,7 @@ def test_market_zip_prepares_and_reports_count_mismatch(tmp_path: Path) -> None:
     assert summary["junk_gallery_images"] == 1 and summary["distractor_gallery_images"] == 1
     assert any("published 751 / 12936" in w for w in summary["warnings"])   # miniature != published: reported
     manifest = pd.read_csv(paths.manifest)
-    assert manifest.path.str.startswith("data/interim/market1501/Market-1501-v15.09.15/").all()
+    assert manifest.path.str.startswith("data/prepared/market1501/extracted/Market-1501-v15.09.15/").all()
     assert (tmp_path / manifest.path.iloc[0]).is_file()
 
 
@@ -149,7 +149,7 @@ def _write_split(path: Path) -> dict[str, list[int]]:
 
 @pytest.mark.parametrize("kind", ["labeled", "detected"])
 def test_cuhk03_from_release_zip_and_split_file(tmp_path: Path, kind: str) -> None:
-    raw = tmp_path / "data/raw/cuhk03"
+    raw = tmp_path / f"data/raw/cuhk03_{kind}"
     raw.mkdir(parents=True)
     _write_cuhk03_mat(tmp_path / "cuhk-03.mat")
     with zipfile.ZipFile(raw / "cuhk03_release.zip", "w") as zf:
@@ -169,12 +169,12 @@ def test_cuhk03_from_release_zip_and_split_file(tmp_path: Path, kind: str) -> No
     with Image.open(tmp_path / view2.path) as img:
         assert img.size == (12, 27) and img.getpixel((3, 3)) == (50, 80, 140)
     assert view2.pid == 6 and view2.camid == 2 and view2.split in ("query", "gallery")
-    images = list((tmp_path / "data/interim/cuhk03" / f"images_{kind}").glob("*.png"))
+    images = list((tmp_path / f"data/prepared/cuhk03_{kind}/extracted/images_{kind}").glob("*.png"))
     assert len(images) == PAIRS * PERSONS * 10 - len(EMPTY)             # empty cells skipped
 
 
 def test_cuhk03_ready_made_np_folders(tmp_path: Path, market_folder: Path) -> None:
-    target = tmp_path / "data/raw/cuhk03/cuhk03-np/labeled"
+    target = tmp_path / "data/raw/cuhk03_labeled/cuhk03-np/labeled"
     target.parent.mkdir(parents=True)
     market_folder.rename(target)
     summary = prepare(_params("datasets=[cuhk03_labeled]"), DatasetPaths("cuhk03_labeled", tmp_path))
@@ -191,16 +191,16 @@ def test_cuhk03_missing_inputs_are_explained(tmp_path: Path) -> None:
 def test_custom_folder_any_cameras_and_sparse_ids(tmp_path: Path, market_folder: Path) -> None:
     (market_folder / "bounding_box_train" / "0002_c1s1_000451_03.jpg").rename(
         market_folder / "bounding_box_train" / "4242_c12s1_000451_03.jpg")
-    summary = prepare(_params("datasets=[custom]", f"data.custom_path={market_folder}"),
+    summary = prepare(_params("datasets=[custom]"),
                       DatasetPaths("custom", tmp_path))
     assert summary["ids"]["train"] == 3 and summary["cameras"] == 4
     assert summary["warnings"] == []
 
 
 def test_custom_folder_not_in_market_layout(tmp_path: Path) -> None:
-    (tmp_path / "images").mkdir()
+    (tmp_path / "data/raw/custom/images").mkdir(parents=True)
     with pytest.raises(ValueError, match="not a folder in Market-1501 layout"):
-        prepare(_params("datasets=[custom]", f"data.custom_path={tmp_path / 'images'}"), DatasetPaths("custom", tmp_path))
+        prepare(_params("datasets=[custom]"), DatasetPaths("custom", tmp_path))
 
 
 def test_cuhk01_miniature_zip(tmp_path: Path) -> None:
@@ -212,7 +212,7 @@ def test_cuhk01_miniature_zip(tmp_path: Path) -> None:
                 buf = __import__("io").BytesIO()
                 Image.new("RGB", (60, 160), (pid * 20, index * 40, 0)).save(buf, format="PNG")
                 zf.writestr(f"campus/{pid:04d}{index:03d}.png", buf.getvalue())
-    summary = prepare(_params("datasets=[cuhk01]", "data.cuhk01_test_ids=4"), DatasetPaths("cuhk01", tmp_path))
+    summary = prepare(_params("datasets=[cuhk01]", "prepare.cuhk01.test_ids=4"), DatasetPaths("cuhk01", tmp_path))
     assert summary["ids"] == {"train": 6, "query": 4, "gallery": 4}
     assert summary["images"] == {"train": 24, "query": 8, "gallery": 8}
     assert any("published 967 / 3868" in w for w in summary["warnings"])   # 971 ids expected: reported

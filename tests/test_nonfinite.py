@@ -7,7 +7,8 @@ import yaml
 
 from maskreid.params import load_params
 from maskreid.paths import DatasetPaths
-from maskreid.pipeline import prepare, train_stage1
+from maskreid.pipeline.prepare import prepare
+from maskreid.pipeline.train import train_stage1
 from maskreid.training import NonFiniteLossError
 from tests.conftest import REPO
 from tests.test_pipeline import TINY, TINY_PROFILE

@@ -67,7 +67,7 @@ def test_stage_with_broken_params_fails_before_importing_torch(tmp_path: Path) -
     path = _write(tmp_path, lambda raw: raw.update(lambda1=-0.1))
     probe = ("import sys; sys.argv = ['train_joint', 'synthetic', '--params', %r]\n"
              "from maskreid.stagekit import run_stage\n"
-             "try:\n    run_stage('stage 3', 'train_stage3')\n"
+             "try:\n    run_stage('stage 3', 'maskreid.pipeline.train:train_stage3')\n"
              "except SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)\n") % str(path)
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
     assert result.stdout.strip() == "exit 1 False"      # stopped with a message; torch never imported

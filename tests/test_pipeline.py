@@ -16,9 +16,10 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
+TINY_SYNTHETIC = {"seed": 0, "train_ids": 24, "test_ids": 10, "cameras": 4, "images_per_camera": [1, 2],
+                  "cameras_per_id": [2, 3], "distractors": 4, "junk": 3, "height": 64, "width": 32}
 TINY = {
-    "synthetic": {"train_ids": 24, "test_ids": 10, "cameras": 4, "images_per_camera": [1, 2],
-                  "cameras_per_id": [2, 3], "distractors": 4, "junk": 3, "height": 64, "width": 32},
+    "prepare": {**yaml.safe_load((REPO / "params.yaml").read_text())["prepare"], "synthetic": TINY_SYNTHETIC},
     "mask_update_every": 1,
     "evaluation": {"max_rank": 20, "ranks": [1, 5, 10, 20], "batch_size": 64, "rerank": False,
                    "rerank_k1": 20, "rerank_k2": 6, "rerank_lambda": 0.3},
@@ -32,18 +33,38 @@ TINY_PROFILE = {
 }
 
 
+def user_env() -> dict[str, str]:
+    """The environment of a user's machine: Python writes bytecode (these machines and CI switch it off, which
+    would hide a dependency graph that changes when __pycache__ appears)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return env
+
+
 def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=user_env())
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
 
 
+def git(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd)
+
+
+def stages_run(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def dvc_status(cwd: Path) -> dict:
+    return json.loads(run(["dvc", "status", "--json"], cwd).stdout)
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the project with tiny params, as a git repository, after `dvc repro`."""
+    """A copy of the project with tiny params, as a git repository, after `dvc repro` (bytecode on)."""
     root = tmp_path_factory.mktemp("project")
-    for name in ("stages", "maskreid", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore", "data/raw/README.md"):
+    for name in ("stages", "maskreid", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore", "data/raw/README.md",
+                 "data/raw/synthetic"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
@@ -55,8 +76,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params["profiles"]["quick"] = TINY_PROFILE
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], root)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], root)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "tiny")
     run(["dvc", "repro"], root)
     return root
 
@@ -82,16 +103,66 @@ def test_repro_writes_every_declared_output(project: Path) -> None:
     assert (project / "plots" / "masks" / "synthetic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for name in ("stage1", "stage2", "stage3", "stage3_mask"):
         assert (project / "plots" / "losses" / name / "synthetic.csv").read_text().startswith("epoch,")
-    status = run(["dvc", "status", "--json"], project)
-    assert json.loads(status.stdout) == {}
+    assert list((project / "maskreid").rglob("*.pyc")), "the stages ran without writing bytecode: test proves nothing"
+    assert dvc_status(project) == {}
+
+
+def test_importing_the_whole_package_changes_no_stage(project: Path) -> None:
+    modules = sorted(".".join(p.relative_to(project).with_suffix("").parts).removesuffix(".__init__")
+                     for p in (project / "maskreid").rglob("*.py"))
+    run([sys.executable, "-c", "import importlib\nfor m in %r: importlib.import_module(m)" % modules], project)
+    assert len(list((project / "maskreid").rglob("*.pyc"))) >= len(modules)
+    assert dvc_status(project) == {}
+
+
+def test_results_pulled_into_a_fresh_clone_are_up_to_date(project: Path, tmp_path: Path) -> None:
+    """A teammate clones, pulls from the DVC remote and gets every result without training."""
+    run(["dvc", "remote", "add", "-f", "-d", "shared", str(tmp_path / "remote")], project)
+    run(["dvc", "push"], project)
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "results")
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    run(["dvc", "pull"], clone)
+    assert (clone / "models" / "synthetic" / "stage3.pt").read_bytes() == \
+        (project / "models" / "synthetic" / "stage3.pt").read_bytes()
+    assert dvc_status(clone) == {}
+    result = run(["dvc", "repro"], clone)
+    assert stages_run(result.stdout) == set(), result.stdout
+    assert (clone / "metrics" / "synthetic.json").read_text() == (project / "metrics" / "synthetic.json").read_text()
+
+
+def test_another_datasets_preparation_params_leave_this_one_alone(project: Path) -> None:
+    params = project / "params.yaml"
+    original = params.read_text()
+    try:
+        raw = yaml.safe_load(original)
+        raw["prepare"]["cuhk01"]["test_ids"] = 100
+        params.write_text(yaml.safe_dump(raw, sort_keys=False))
+        assert dvc_status(project) == {}
+        raw["prepare"]["synthetic"]["junk"] = 4
+        params.write_text(yaml.safe_dump(raw, sort_keys=False))
+        assert "prepare@synthetic" in dvc_status(project)
+    finally:
+        params.write_text(original)
+
+
+def test_deleted_images_are_noticed_by_dvc(project: Path) -> None:
+    image = next((project / "data" / "prepared" / "synthetic" / "images" / "query").glob("*.jpg"))
+    data = image.read_bytes()
+    image.unlink()
+    try:
+        assert "prepare@synthetic" in dvc_status(project)
+    finally:
+        image.write_bytes(data)
+    assert dvc_status(project) == {}
 
 
 def test_lambda1_change_reruns_stage3_onwards_only(project: Path) -> None:
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], project)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], project)
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "baseline", "--allow-empty")
     result = run(["dvc", "exp", "run", "-S", "lambda1=0.8"], project)
-    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train_joint@synthetic", "evaluate@synthetic", "masks@synthetic", "report"}
+    assert stages_run(result.stdout) == {"train_joint@synthetic", "evaluate@synthetic", "masks@synthetic", "report"}
     diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], project).stdout)
     assert {"mAP", "rank1"} <= set(diff["metrics/synthetic.json"])
 
@@ -99,8 +170,7 @@ def test_lambda1_change_reruns_stage3_onwards_only(project: Path) -> None:
 def test_rerank_option_reruns_evaluation_only_and_is_recorded(project: Path) -> None:
     before = json.loads((project / "metrics" / "synthetic.json").read_text())
     result = run(["dvc", "exp", "run", "-S", "evaluation.rerank=true"], project)
-    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
-    assert ran == {"evaluate@synthetic", "report"}
+    assert stages_run(result.stdout) == {"evaluate@synthetic", "report"}
     after = json.loads((project / "metrics" / "synthetic.json").read_text())
     assert after["reranking"] == {"used": True, "k1": 20, "k2": 6, "lambda": 0.3}
     assert after["stage3"]["mAP"] != before["stage3"]["mAP"]

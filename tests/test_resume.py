@@ -15,7 +15,7 @@ import yaml
 
 from maskreid.params import load_params
 from maskreid.paths import DatasetPaths
-from maskreid.pipeline import prepare
+from maskreid.pipeline.prepare import prepare
 from tests.conftest import REPO
 from tests.test_pipeline import TINY, TINY_PROFILE
 

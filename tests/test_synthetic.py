@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from maskreid.data.market import scan_market_folder
 from maskreid.data.synthetic import generate
 from maskreid.params import SyntheticParams
 
-SMALL = SyntheticParams(train_ids=6, test_ids=4, cameras=4, images_per_camera=(1, 2), cameras_per_id=(2, 3),
+SMALL = SyntheticParams(seed=0, train_ids=6, test_ids=4, cameras=4, images_per_camera=(1, 2), cameras_per_id=(2, 3),
                         distractors=3, junk=2, height=64, width=32)
 
 
@@ -22,7 +23,7 @@ def _digest(root: Path) -> str:
 
 
 def test_generated_dataset_is_a_market_folder_with_distractors_and_junk(tmp_path: Path) -> None:
-    n = generate(tmp_path / "a", SMALL, seed=0)
+    n = generate(tmp_path / "a", SMALL)
     df = scan_market_folder(tmp_path / "a", max_camera=4)
     assert len(df) == n
     summary = summarize(df, "synthetic")
@@ -34,14 +35,14 @@ def test_generated_dataset_is_a_market_folder_with_distractors_and_junk(tmp_path
 
 
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path: Path) -> None:
-    generate(tmp_path / "a", SMALL, seed=0)
-    generate(tmp_path / "b", SMALL, seed=0)
-    generate(tmp_path / "c", SMALL, seed=1)
+    generate(tmp_path / "a", SMALL)
+    generate(tmp_path / "b", SMALL)
+    generate(tmp_path / "c", dataclasses.replace(SMALL, seed=1))
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b") != _digest(tmp_path / "c")
 
 
 def test_cameras_differ_in_appearance(tmp_path: Path) -> None:
-    generate(tmp_path / "a", SMALL, seed=0)
+    generate(tmp_path / "a", SMALL)
     df = scan_market_folder(tmp_path / "a")
     means = {}
     for cam, part in df.groupby("camid"):

@@ -88,23 +88,23 @@ def manifest_from_split(split_path: Path, image_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["path", "pid", "camid", "split"])
 
 
-def prepare_cuhk03(kind: str, raw: Path, interim: Path, md5: str | None, accept_mismatch: bool) -> pd.DataFrame:
+def prepare_cuhk03(kind: str, raw: Path, extracted: Path, md5: str | None, accept_mismatch: bool) -> pd.DataFrame:
     ready = raw / "cuhk03-np" / kind
     if ready.is_dir():
         return scan_market_folder(ready)
     split_path = raw / f"cuhk03_new_protocol_config_{kind}.mat"
-    mat_path = next((p for p in [raw / "cuhk03_release" / "cuhk-03.mat", interim / "cuhk03" / "cuhk03_release" /
+    mat_path = next((p for p in [raw / "cuhk03_release" / "cuhk-03.mat", extracted / "cuhk03_release" /
                                  "cuhk-03.mat"] if p.is_file()), None)
     archive = raw / "cuhk03_release.zip"
     if mat_path is None and archive.is_file():
         verify_checksum(archive, md5, "md5", accept_mismatch)
-        mat_path = extract(archive, interim / "cuhk03") / "cuhk03_release" / "cuhk-03.mat"
+        mat_path = extract(archive, extracted) / "cuhk03_release" / "cuhk-03.mat"
     if mat_path is None or not mat_path.is_file() or not split_path.is_file():
         raise ArchiveError(
             f"cuhk03_{kind}: put either the ready-made folder {ready}/ (bounding_box_train, bounding_box_test, "
             f"query), or cuhk03_release.zip (holding cuhk03_release/cuhk-03.mat) and {split_path.name} in {raw}/.\n"
             "  Obtain cuhk03_release.zip from the CUHK03 authors and the split files from Zhong et al.'s "
             "re-ranking repository (CUHK03-NP).")
-    image_dir = interim / "cuhk03" / f"images_{kind}"
+    image_dir = extracted / f"images_{kind}"
     export_mat_images(mat_path, kind, image_dir)
     return manifest_from_split(split_path, image_dir)

@@ -50,9 +50,9 @@ SPECS: dict[str, DatasetSpec] = {
                               {"train": (751, 12936), "query": (750, 3368), "gallery": (751, 19732)}, MARKET),
     "dukemtmcreid": DatasetSpec("dukemtmcreid", "dukemtmcreid", 8,
                                 {"train": (702, 16522), "query": (702, 2228), "gallery": (1110, 17661)}, DUKE),
-    "cuhk03_labeled": DatasetSpec("cuhk03_labeled", "cuhk03", 2,
+    "cuhk03_labeled": DatasetSpec("cuhk03_labeled", "cuhk03_labeled", 2,
                                   {"train": (767, 7368), "query": (700, 1400), "gallery": (700, 5328)}, CUHK03),
-    "cuhk03_detected": DatasetSpec("cuhk03_detected", "cuhk03", 2,
+    "cuhk03_detected": DatasetSpec("cuhk03_detected", "cuhk03_detected", 2,
                                    {"train": (767, 7365), "query": (700, 1400), "gallery": (700, 5332)}, CUHK03),
     "cuhk01": DatasetSpec("cuhk01", "cuhk01", 2, {}, CUHK01),
     "custom": DatasetSpec("custom", "custom", 99),
@@ -85,28 +85,28 @@ def obtain_archive(spec: DatasetSpec, raw: Path, accept_mismatch: bool) -> Path:
     return path
 
 
-def market_folder_for(spec: DatasetSpec, raw: Path, interim: Path, accept_mismatch: bool) -> Path:
+def market_folder_for(spec: DatasetSpec, raw: Path, extracted: Path, accept_mismatch: bool) -> Path:
     """An extracted Market-layout folder for Market/Duke: the user's own, or extracted from the archive."""
     own = find_market_root(raw)
     if own is not None:
         return own
     archive = obtain_archive(spec, raw, accept_mismatch)
-    root = find_market_root(extract(archive, interim / spec.raw_dir))
+    root = find_market_root(extract(archive, extracted))
     if root is None:
         raise DatasetFormatError(f"{archive}: no folder with {', '.join(SPLIT_FOLDERS.values())} inside")
     return root
 
 
-def prepare_cuhk01(raw: Path, interim: Path, test_ids: int, seed: int) -> pd.DataFrame:
+def prepare_cuhk01(raw: Path, extracted: Path, test_ids: int, seed: int) -> pd.DataFrame:
     """CUHK01 (`campus/PPPPNNN.png`; NNN 001-002 camera A, 003-004 camera B): `test_ids` random identities
     (seeded) are the test set, camera A images as queries and camera B images as the gallery."""
-    campus = next((p for p in [raw / "campus", interim / "cuhk01" / "campus"] if p.is_dir()), None)
+    campus = next((p for p in [raw / "campus", extracted / "campus"] if p.is_dir()), None)
     if campus is None:
         archive = raw / CUHK01.filename
         if not archive.is_file():
             raise ArchiveError(f"cuhk01: neither {raw}/campus/ nor {archive} exists.\n  Put CUHK01.zip "
                                f"(holding campus/) in {raw}/\n  Obtain it from {CUHK01.source}.")
-        campus = extract(archive, interim / "cuhk01") / "campus"
+        campus = extract(archive, extracted) / "campus"
         if not campus.is_dir():
             raise DatasetFormatError(f"{archive}: expected a top-level campus/ folder")
     rows = []

@@ -251,9 +251,9 @@ def render(person: Person | None, cam: Camera, rng: np.random.Generator, height:
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
-def generate(out_dir: Path, params: SyntheticParams, seed: int) -> int:
+def generate(out_dir: Path, params: SyntheticParams) -> int:
     """Write the dataset under out_dir in the Market-1501 layout; return the number of images written."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(params.seed)
     cameras = [random_camera(rng, i) for i in range(params.cameras)]
     n_ids = params.train_ids + params.test_ids
     pids = np.sort(rng.choice(np.arange(1, 10 * n_ids + 2), size=n_ids, replace=False))

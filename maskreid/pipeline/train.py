@@ -1,0 +1,173 @@
+"""DVC stages train_extractor@, train_mask@, train_joint@<dataset>: the paper's three training stages, each
+resumable after a kill from its last complete epoch."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from maskreid.checkpoints import load_checkpoint, save_checkpoint
+from maskreid.data.loading import ImageCache, Normalizer
+from maskreid.data.sampler import PKSampler
+from maskreid.io import atomic_write_text
+from maskreid.params import Params
+from maskreid.paths import DatasetPaths
+from maskreid.pipeline.common import (build_extractor, build_extractor_from, build_mask_net, layout, load_split,
+                                      pick_device, seed_everything)
+from maskreid.precision import MixedPrecision
+from maskreid.resume import Progress, TrainingState, fingerprint
+from maskreid.training import BatchMaker, train_extractor_epoch, train_joint_epoch, train_mask_epoch
+
+log = logging.getLogger("maskreid")
+
+
+def _batch_maker(params: Params, cache: ImageCache, device: torch.device, seed_offset: int) -> BatchMaker:
+    generator = torch.Generator().manual_seed(params.seed + seed_offset)
+    amp = MixedPrecision(params.precision, device)
+    log.info("training precision: %s on %s", amp.name, device)
+    return BatchMaker(cache, params.input.crop, params.input.flip, device, generator, Normalizer(device), amp,
+                      layout(params))
+
+
+class LossLog:
+    """Per-epoch losses, rewritten (atomically) after every epoch as a CSV that DVC plots."""
+
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        self.path, self.columns, self.rows = path, ["epoch"] + columns, []
+
+    def add(self, epoch: int, values: dict[str, float]) -> None:
+        self.rows.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in values.items()}})
+        self.write()
+
+    def write(self) -> None:
+        atomic_write_text(self.path, pd.DataFrame(self.rows, columns=self.columns).to_csv(index=False))
+
+
+STAGE1_LOSSES = ["triplet"]
+MASK_LOSSES = ["mask", "identity", "sparsity", "contiguity", "mask_mean"]
+STAGE3_LOSSES = ["extractor", "triplet_original", "triplet_hidden"]
+
+
+def _stage_settings(params: Params, stage: int) -> dict[str, Any]:
+    """The parameters a training stage reads (what its progress file must agree with)."""
+    settings: dict[str, Any] = {"seed": params.seed, "precision": params.precision,
+                                "channels_last": params.channels_last, "model": params.model,
+                                "input": params.input, "triplet_margin": params.triplet_margin,
+                                "stage1": params.stage1}
+    if stage >= 2:
+        settings.update(lambda2=params.lambda2, sparsity_weight=params.sparsity_weight, stage2=params.stage2)
+    if stage == 3:
+        settings.update(lambda1=params.lambda1, drop_ratio=params.drop_ratio,
+                        mask_update_every=params.mask_update_every, stage3=params.stage3)
+    return {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in settings.items()}
+
+
+def _train(name: str, epochs: int, step: Callable[[int], dict[str, float]], state: TrainingState,
+           progress: Progress, logs: dict[str, LossLog], final: Path, final_payload: Callable[[], dict],
+           make: BatchMaker) -> None:
+    """Run epochs from the last complete one; save progress after each; the final checkpoint, then mark done.
+    Each epoch's log line gives its wall time and the share spent making batches (the input pipeline)."""
+    start = 0
+    saved = progress.load()
+    if saved is not None:
+        state.restore(saved["state"])
+        for key, rows in saved["logs"].items():
+            logs[key].rows = list(rows)
+        start = int(saved["epoch"])
+        log.info("%s: resuming after epoch %d of %d (%s)", name, start, epochs, progress.path)
+    for epoch in range(start, epochs):
+        began, make.seconds = time.perf_counter(), 0.0
+        values = step(epoch)
+        seconds = time.perf_counter() - began
+        logs["main"].add(epoch, values)
+        progress.save(epoch + 1, state, {k: v.rows for k, v in logs.items()})
+        log.info("%s epoch %d/%d: %s (%.1f s, input pipeline %.1f%%)", name, epoch + 1, epochs,
+                 ", ".join(f"{k}={v:.4f}" for k, v in values.items()), seconds, 100 * make.seconds / seconds)
+    for loss_log in logs.values():
+        loss_log.write()   # also present when resumed after the last epoch, or when a log stayed empty
+    save_checkpoint(final, final_payload())
+    progress.save(epochs, state, {k: v.rows for k, v in logs.items()}, complete=True)
+
+
+def train_stage1(params: Params, paths: DatasetPaths) -> None:
+    """Stage 1: F alone with the batch-hard triplet loss."""
+    seed_everything(params.seed)
+    device = pick_device()
+    extractor = build_extractor(params).to(device, memory_format=layout(params))
+    cache = load_split(paths, "train", params.input.resize)
+    s1 = params.stage1
+    sampler = PKSampler(cache.pids, s1.ids_per_batch, s1.images_per_id, params.seed)
+    optimizer = torch.optim.Adam(extractor.parameters(), lr=s1.lr)
+    make = _batch_maker(params, cache, device, 1)
+    state = TrainingState({"extractor": extractor}, {"extractor": optimizer}, {"augment": make.generator},
+                          {"sampler": sampler.rng})
+    progress = Progress(paths.progress(1), fingerprint(_stage_settings(params, 1), [paths.manifest]))
+    _train("stage1", s1.epochs,
+           lambda e: train_extractor_epoch(extractor, optimizer, make, sampler, params.triplet_margin, e),
+           state, progress, {"main": LossLog(paths.losses("stage1"), STAGE1_LOSSES)}, paths.checkpoint(1),
+           lambda: {"extractor": extractor.state_dict(), "model": dataclasses.asdict(params.model)}, make)
+
+
+def train_stage2(params: Params, paths: DatasetPaths) -> None:
+    """Stage 2: M alone with L_mask, F (from stage 1) frozen."""
+    seed_everything(params.seed + 2)
+    device = pick_device()
+    extractor = build_extractor_from(paths.checkpoint(1), params, device)
+    mask_net = build_mask_net(params).to(device, memory_format=layout(params))
+    cache = load_split(paths, "train", params.input.resize)
+    optimizer = torch.optim.Adam(mask_net.parameters(), lr=params.stage2.lr)
+    make = _batch_maker(params, cache, device, 2)
+    rng = np.random.default_rng(params.seed + 2)
+    state = TrainingState({"mask": mask_net}, {"mask": optimizer}, {"augment": make.generator}, {"batches": rng})
+    progress = Progress(paths.progress(2), fingerprint(_stage_settings(params, 2),
+                                                       [paths.manifest, paths.checkpoint(1)]))
+    _train("stage2", params.stage2.epochs,
+           lambda e: train_mask_epoch(mask_net, extractor, optimizer, make, params.stage2.batch_size,
+                                      params.lambda2, params.sparsity_weight, rng, e),
+           state, progress, {"main": LossLog(paths.losses("stage2"), MASK_LOSSES)}, paths.checkpoint(2),
+           lambda: {"mask": mask_net.state_dict(), "mask_optimizer": optimizer.state_dict(),
+                    "model": dataclasses.asdict(params.model)}, make)
+
+
+def train_stage3(params: Params, paths: DatasetPaths) -> None:
+    """Stage 3: F with L_extractor (top drop_ratio mask pixels hidden), M with L_mask every few epochs."""
+    seed_everything(params.seed + 3)
+    device = pick_device()
+    extractor = build_extractor_from(paths.checkpoint(1), params, device)
+    stage2 = load_checkpoint(paths.checkpoint(2), required=("mask", "mask_optimizer"))
+    mask_net = build_mask_net(params).to(device, memory_format=layout(params))
+    mask_net.load_state_dict(stage2["mask"])
+    cache = load_split(paths, "train", params.input.resize)
+    s1 = params.stage1
+    sampler = PKSampler(cache.pids, s1.ids_per_batch, s1.images_per_id, params.seed + 3)
+    opt_f = torch.optim.Adam(extractor.parameters(), lr=s1.lr)
+    opt_m = torch.optim.Adam(mask_net.parameters(), lr=params.stage2.lr)
+    opt_m.load_state_dict(stage2["mask_optimizer"])
+    make = _batch_maker(params, cache, device, 3)
+    rng = np.random.default_rng(params.seed + 3)
+    logs = {"main": LossLog(paths.losses("stage3"), STAGE3_LOSSES),
+            "mask": LossLog(paths.losses("stage3_mask"), MASK_LOSSES)}
+    state = TrainingState({"extractor": extractor, "mask": mask_net}, {"extractor": opt_f, "mask": opt_m},
+                          {"augment": make.generator}, {"sampler": sampler.rng, "batches": rng})
+    progress = Progress(paths.progress(3), fingerprint(_stage_settings(params, 3), [
+        paths.manifest, paths.checkpoint(1), paths.checkpoint(2)]))
+
+    def epoch_step(epoch: int) -> dict[str, float]:
+        values = train_joint_epoch(extractor, mask_net, opt_f, make, sampler, params.lambda1, params.drop_ratio,
+                                   params.triplet_margin, epoch)
+        if (epoch + 1) % params.mask_update_every == 0:
+            logs["mask"].add(epoch, train_mask_epoch(mask_net, extractor, opt_m, make, params.stage2.batch_size,
+                                                     params.lambda2, params.sparsity_weight, rng, epoch,
+                                                     stage="train_joint (stage 3, M update)"))
+        return values
+
+    _train("stage3", params.stage3.epochs, epoch_step, state, progress, logs, paths.checkpoint(3),
+           lambda: {"extractor": extractor.state_dict(), "mask": mask_net.state_dict(),
+                    "model": dataclasses.asdict(params.model)}, make)

@@ -1,0 +1,139 @@
+"""dvc.yaml declares, for every stage, exactly the project code the stage loads: no module it imports is
+missing from its deps (DVC would keep stale results after an edit), and no declared module is one it never
+loads (DVC would re-run it for nothing). Imports are followed statically through every module, including
+imports inside functions and "module:function" strings handed to the stage runner, and the static set is
+checked against what a real import of the stage's code puts in sys.modules."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+MODULE_STRING = re.compile(r"^(maskreid(?:\.\w+)+)(?::\w+)?$")
+
+
+def module_file(name: str) -> Path | None:
+    """The source file of a project module (a package's __init__.py), or None when it is not one."""
+    base = REPO / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)   # `from pkg import module`
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            match = MODULE_STRING.match(node.value)
+            if match:
+                names.add(match.group(1))
+    return {n for n in names if n == "maskreid" or n.startswith("maskreid.")}
+
+
+def static_closure(script: Path) -> set[Path]:
+    """Every project file `script` can load: its imports, theirs, and the packages that contain them."""
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imported_names(path):
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):            # importing a.b.c loads a and a.b too
+                found = module_file(".".join(parts[:i]))
+                if found is not None and found not in seen:
+                    todo.append(found)
+    return seen
+
+
+def is_docstring_only(path: Path) -> bool:
+    """A package __init__ with nothing but a docstring: loading it runs no code, so it needs no declaring."""
+    body = ast.parse(path.read_text()).body
+    return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
+
+
+def _stages() -> dict[str, dict]:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def _script(stage: dict) -> Path:
+    """`python -m stages.x ...` (run as a module so that the checkout's own maskreid is imported, not whatever
+    copy is installed) -> stages/x.py."""
+    words = stage["cmd"].split()
+    assert words[:2] == ["python", "-m"] and words[2].startswith("stages."), stage["cmd"]
+    return REPO / (words[2].replace(".", "/") + ".py")
+
+
+def _code_deps(stage: dict) -> set[Path]:
+    return {REPO / d for d in stage["deps"] if d.endswith(".py")}
+
+
+@pytest.mark.parametrize("name", sorted(_stages()))
+def test_declared_code_is_exactly_what_the_stage_loads(name: str) -> None:
+    stage = _stages()[name]
+    script = _script(stage)
+    loaded = {p for p in static_closure(script) if not (p.name == "__init__.py" and is_docstring_only(p))}
+    declared = _code_deps(stage)
+    rel = lambda paths: sorted(str(p.relative_to(REPO)) for p in paths)   # noqa: E731
+    assert rel(loaded - declared) == [], f"{name} loads code that dvc.yaml does not declare"
+    assert rel(declared - loaded) == [], f"{name} declares code it never loads"
+    folders = [d for d in stage["deps"] if (REPO / d).is_dir() and d.startswith(("maskreid", "stages"))]
+    assert folders == [], f"{name}: declare code files, not folders ({folders})"
+
+
+@pytest.mark.parametrize("name", sorted(_stages()))
+def test_static_analysis_sees_everything_a_real_import_loads(name: str) -> None:
+    """Guards the analysis above: import the stage script and the code it hands to the stage runner, in a
+    fresh interpreter, and check sys.modules holds no project module the static closure missed."""
+    stage = _stages()[name]
+    script = _script(stage)
+    actions = [m.group(1) for n in ast.walk(ast.parse(script.read_text())) if isinstance(n, ast.Constant)
+               and isinstance(n.value, str) and (m := MODULE_STRING.match(n.value))]
+    probe = (f"import importlib, json, runpy, sys\nrunpy.run_path({str(script)!r}, run_name='not_main')\n"
+             f"for m in {actions!r}: importlib.import_module(m)\n"
+             "print(json.dumps(sorted(k for k in sys.modules if k == 'maskreid' or k.startswith('maskreid.'))))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    runtime = {module_file(n) for n in json.loads(result.stdout)}
+    assert None not in runtime
+    assert runtime <= static_closure(script)
+
+
+def test_prepare_depends_on_its_own_raw_folder_and_params_only() -> None:
+    prepare = _stages()["prepare"]
+    assert "data/raw/${item.ds}" in prepare["deps"] and "data/raw" not in prepare["deps"]
+    assert sorted(prepare["params"]) == ["data", "prepare.${item.ds}"]
+
+
+def test_stages_reading_the_prepared_images_depend_on_them() -> None:
+    for name in ("train_extractor", "train_mask", "train_joint", "evaluate", "masks"):
+        assert "data/prepared/${item.ds}" in _stages()[name]["deps"], name
+
+
+def test_progress_files_are_not_dvc_outputs() -> None:
+    """A resume file as an output would make a pulled, finished pipeline look incomplete in a fresh clone."""
+    for name, stage in _stages().items():
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", [])]
+        assert not [o for o in outs if "progress" in o], name
+
+
+def test_bytecode_is_ignored_by_dvc() -> None:
+    lines = (REPO / ".dvcignore").read_text().splitlines()
+    assert "__pycache__/" in lines and "*.pyc" in lines
