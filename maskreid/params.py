@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+# Stage 3's hidden pixels: M's top drop_ratio (the paper), or controls (README, "Do the masks help?")
+HIDINGS = ("learned", "random_blocks", "random_pixels", "none")
 # Backbones checked to build with timm as F's trunk (tests/test_models.py); listed here so that validation
 # needs no torch import and can name the allowed values.
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50d", "resnext50_32x4d",
@@ -105,14 +107,15 @@ class Params:
     lambda1: float
     lambda2: float
     drop_ratio: float
+    hiding: str
     triplet_margin: float
     sparsity_weight: float
     mask_update_every: int
     precision: str
     channels_last: bool
     evaluation: EvaluationParams
-    synthetic: SyntheticParams
-    cuhk01: Cuhk01Params
+    synthetic: SyntheticParams | None      # None when its block is absent and `synthetic` is not run
+    cuhk01: Cuhk01Params | None
     data: DataParams
     model: ModelParams
     input: InputParams
@@ -215,6 +218,7 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     lambda1 = c.number(raw, "lambda1", "", low=0.0, high=1.0)
     lambda2 = c.number(raw, "lambda2", "", low=0.0, high=1.0)
     drop_ratio = c.number(raw, "drop_ratio", "", low=0.0, high=1.0, low_open=True, high_open=True)
+    hiding = c.choice(raw, "hiding", "", HIDINGS)
     margin = c.number(raw, "triplet_margin", "", low=0.0)
     sparsity_weight = c.number(raw, "sparsity_weight", "", low=0.0)
     mask_every = c.positive_int(raw, "mask_update_every", "")
@@ -251,7 +255,8 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     elif prep is not None:
         c.problems.append(f"prepare: expected a mapping of dataset -> settings, got {prep!r}")
         prep = None
-    syn = c.get(prep, "synthetic", "prepare.") if prep is not None else None
+    # a block is required only for the datasets in `datasets` (checked above); others may be absent
+    syn = prep.get("synthetic") if prep is not None else None
     synthetic = None
     if syn is not None:
         w = "prepare.synthetic."
@@ -274,7 +279,7 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
             c.problems.append(f"{w}cameras_per_id: min must be at least 2 so every query has a cross-camera match")
         if None not in vals.values():
             synthetic = SyntheticParams(**vals)
-    cu = c.get(prep, "cuhk01", "prepare.") if prep is not None else None
+    cu = prep.get("cuhk01") if prep is not None else None
     cuhk01 = None
     if cu is not None:
         vals1 = (c.positive_int(cu, "test_ids", "prepare.cuhk01."), c.number(cu, "split_seed", "prepare.cuhk01.", int, low=0))
@@ -344,7 +349,7 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     if c.problems:
         raise ParamsError(f"{source}: {len(c.problems)} problem(s):\n  - " + "\n  - ".join(c.problems))
     return Params(seed=seed, datasets=tuple(datasets), profile=profile, lambda1=lambda1, lambda2=lambda2,
-                  drop_ratio=drop_ratio, triplet_margin=margin, sparsity_weight=sparsity_weight,
+                  drop_ratio=drop_ratio, hiding=hiding, triplet_margin=margin, sparsity_weight=sparsity_weight,
                   mask_update_every=mask_every, precision=precision,
                   channels_last=channels_last, evaluation=evaluation, synthetic=synthetic, cuhk01=cuhk01, data=data,
                   **sections)

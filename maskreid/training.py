@@ -21,7 +21,7 @@ from tqdm import tqdm
 from maskreid import losses
 from maskreid.data.loading import ImageCache, Normalizer, random_crop_flip, to_model_input
 from maskreid.data.sampler import PKSampler
-from maskreid.masking import apply_soft_mask, hide_top_pixels
+from maskreid.masking import apply_soft_mask, hide_pixels, random_block_mask, random_pixel_mask, top_fraction_mask
 from maskreid.precision import MixedPrecision
 
 
@@ -148,25 +148,48 @@ def train_mask_epoch(mask_net: nn.Module, extractor: nn.Module, optimizer: torch
     return _mean(records)
 
 
-def train_joint_epoch(extractor: nn.Module, mask_net: nn.Module, optimizer: torch.optim.Optimizer,
+def keep_mask(hiding: str, images: torch.Tensor, mask_net: nn.Module | None, drop_ratio: float,
+              generator: torch.Generator | None) -> torch.Tensor:
+    """Which pixels stage 3 keeps (1) and hides (0): M's top drop_ratio (`learned`, the paper), or the same
+    number chosen without M (`random_blocks`, `random_pixels`; drawn on the CPU from `generator`)."""
+    b, _, h, w = images.shape
+    if hiding == "learned":
+        with torch.no_grad():
+            return top_fraction_mask(mask_net(images).float(), drop_ratio)
+    if hiding == "random_blocks":
+        return random_block_mask(b, h, w, drop_ratio, generator).to(images.device)
+    if hiding == "random_pixels":
+        return random_pixel_mask(b, h, w, drop_ratio, generator).to(images.device)
+    raise ValueError(f"hiding: {hiding!r} hides no pixels or is unknown")
+
+
+def train_joint_epoch(extractor: nn.Module, mask_net: nn.Module | None, optimizer: torch.optim.Optimizer,
                       make: BatchMaker, sampler: PKSampler, lambda1: float, drop_ratio: float, margin: float,
-                      epoch: int) -> dict[str, float]:
-    """Stage 3, F's part: L_extractor on original images and on images with their top mask pixels hidden."""
+                      epoch: int, hiding: str = "learned",
+                      hide_generator: torch.Generator | None = None) -> dict[str, float]:
+    """Stage 3, F's part: L_extractor (Eq. 2) on original images and on images with drop_ratio of their pixels
+    hidden (which ones: `hiding`). `hiding="none"` is the "just train longer" control: the same schedule and
+    optimizer with L_triplet on original images only (triplet_hidden is logged as NaN)."""
     extractor.train()
-    mask_net.eval()
+    if mask_net is not None:
+        mask_net.eval()
     records = []
     for step, indices in enumerate(_progress(sampler, len(sampler), f"stage3 epoch {epoch + 1}")):
         images, pids = make(indices)
         with make.amp.autocast():
-            with torch.no_grad():
-                masks = mask_net(images).float()
-            hidden = hide_top_pixels(images, masks, drop_ratio, make.normalizer)
+            if hiding != "none":
+                hidden = hide_pixels(images, keep_mask(hiding, images, mask_net, drop_ratio, hide_generator),
+                                     make.normalizer)
             emb_orig = extractor(images)
-            with bn_running_stats_frozen(extractor):
-                emb_hidden = extractor(hidden)
+            if hiding != "none":
+                with bn_running_stats_frozen(extractor):
+                    emb_hidden = extractor(hidden)
         t_orig = losses.batch_hard_triplet(emb_orig.float(), pids, margin)
-        t_hidden = losses.batch_hard_triplet(emb_hidden.float(), pids, margin)
-        loss = losses.extractor_loss(t_orig, t_hidden, lambda1)
+        if hiding == "none":
+            t_hidden, loss = torch.tensor(float("nan")), t_orig
+        else:
+            t_hidden = losses.batch_hard_triplet(emb_hidden.float(), pids, margin)
+            loss = losses.extractor_loss(t_orig, t_hidden, lambda1)
         _check_finite(loss, "train_joint (stage 3)", epoch, step)
         make.amp.step(loss, optimizer)
         records.append({"extractor": loss.item(), "triplet_original": t_orig.item(),

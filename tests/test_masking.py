@@ -37,3 +37,57 @@ def test_soft_mask_multiplies_pixels_then_renormalises() -> None:
     masks = torch.full((1, 1, 4, 4), 0.5)
     out = apply_soft_mask(norm.normalize(images01), masks, norm)
     assert torch.allclose(norm.denormalize(out), images01 * 0.5, atol=1e-6)
+
+
+def _components(hidden: torch.Tensor) -> int:
+    """4-connected regions of hidden pixels (a plain flood fill)."""
+    h, w = hidden.shape
+    seen = torch.zeros_like(hidden, dtype=torch.bool)
+    count = 0
+    for y in range(h):
+        for x in range(w):
+            if hidden[y, x] and not seen[y, x]:
+                count += 1
+                stack = [(y, x)]
+                seen[y, x] = True
+                while stack:
+                    cy, cx = stack.pop()
+                    for ny, nx in ((cy + 1, cx), (cy - 1, cx), (cy, cx + 1), (cy, cx - 1)):
+                        if 0 <= ny < h and 0 <= nx < w and hidden[ny, nx] and not seen[ny, nx]:
+                            seen[ny, nx] = True
+                            stack.append((ny, nx))
+    return count
+
+
+def test_random_controls_hide_exactly_as_many_pixels_as_the_learned_masks() -> None:
+    from maskreid.masking import hidden_count, random_block_mask, random_pixel_mask
+
+    for h, w, ratio in ((64, 32, 0.3), (128, 64, 0.3), (32, 16, 0.05), (32, 16, 0.9)):
+        n = hidden_count(h, w, ratio)
+        assert ((top_fraction_mask(torch.rand(3, 1, h, w), ratio) == 0).flatten(1).sum(1) == n).all()
+        for make in (random_pixel_mask, random_block_mask):
+            keep = make(6, h, w, ratio, torch.Generator().manual_seed(1))
+            assert keep.shape == (6, 1, h, w)
+            assert ((keep == 0).flatten(1).sum(1) == n).all(), (make.__name__, h, w, ratio)
+
+
+def test_random_blocks_are_contiguous_and_random_pixels_are_scattered() -> None:
+    from maskreid.masking import random_block_mask, random_pixel_mask
+
+    blocks = random_block_mask(8, 64, 32, 0.3, torch.Generator().manual_seed(0))
+    pixels = random_pixel_mask(8, 64, 32, 0.3, torch.Generator().manual_seed(0))
+    block_regions = [_components(blocks[i, 0] == 0) for i in range(8)]
+    pixel_regions = [_components(pixels[i, 0] == 0) for i in range(8)]
+    assert max(block_regions) <= 8          # a few rectangles (overlapping ones merge)
+    assert min(pixel_regions) > 100         # 614 single pixels fall into hundreds of separate specks
+    assert not torch.equal(blocks[0], blocks[1])          # each image its own draw
+
+
+def test_random_hiding_is_reproducible_from_its_generator() -> None:
+    from maskreid.masking import random_block_mask, random_pixel_mask
+
+    for make in (random_pixel_mask, random_block_mask):
+        a = make(4, 32, 16, 0.3, torch.Generator().manual_seed(5))
+        b = make(4, 32, 16, 0.3, torch.Generator().manual_seed(5))
+        c = make(4, 32, 16, 0.3, torch.Generator().manual_seed(6))
+        assert torch.equal(a, b) and not torch.equal(a, c)

@@ -45,10 +45,17 @@ def test_every_problem_is_listed_in_one_message(tmp_path: Path) -> None:
         raw["channels_last"] = "yes"
         raw["evaluation"]["rerank"] = 1
         raw["evaluation"]["rerank_lambda"] = 2
+        raw["hiding"] = "random"
+        raw["prepare"]["synthetic"]["seed"] = -1
+        raw["prepare"].pop("cuhk01")
+        raw["datasets"].append("cuhk01")
     with pytest.raises(ParamsError) as err:
         load_params(_write(tmp_path, edit))
     message = str(err.value)
-    assert "11 problem(s)" in message
+    assert "14 problem(s)" in message
+    for expected in ("hiding: 'random' is not one of learned, random_blocks, random_pixels, none",
+                     "prepare.synthetic.seed: -1 outside [0", "prepare.cuhk01: missing"):
+        assert expected in message
     for expected in ("lambda1: 1.5 outside [0.0, 1.0]", "drop_ratio: 1.0 outside (0.0, 1.0)", "unknown ['mars']",
                      "'resnet5000' is not one of resnet18, resnet34", "'/no/such/weights.pth' is neither",
                      "crop: [200, 64] is larger than resize [134, 67]", "stage1.epochs: 0 outside [1",

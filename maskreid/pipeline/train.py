@@ -64,7 +64,7 @@ def _stage_settings(params: Params, stage: int) -> dict[str, Any]:
     if stage >= 2:
         settings.update(lambda2=params.lambda2, sparsity_weight=params.sparsity_weight, stage2=params.stage2)
     if stage == 3:
-        settings.update(lambda1=params.lambda1, drop_ratio=params.drop_ratio,
+        settings.update(lambda1=params.lambda1, drop_ratio=params.drop_ratio, hiding=params.hiding,
                         mask_update_every=params.mask_update_every, stage3=params.stage3)
     return {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in settings.items()}
 
@@ -137,9 +137,12 @@ def train_stage2(params: Params, paths: DatasetPaths) -> None:
 
 
 def train_stage3(params: Params, paths: DatasetPaths) -> None:
-    """Stage 3: F with L_extractor (top drop_ratio mask pixels hidden), M with L_mask every few epochs."""
+    """Stage 3: F with L_extractor, drop_ratio of each image hidden (M's top pixels with `hiding: learned`,
+    the paper; random ones, or none, for the controls); with `learned`, M trained with L_mask every
+    mask_update_every epochs. The controls leave M as stage 2 made it: it is not used."""
     seed_everything(params.seed + 3)
     device = pick_device()
+    learned = params.hiding == "learned"
     extractor = build_extractor_from(paths.checkpoint(1), params, device)
     stage2 = load_checkpoint(paths.checkpoint(2), required=("mask", "mask_optimizer"))
     mask_net = build_mask_net(params).to(device, memory_format=layout(params))
@@ -151,18 +154,21 @@ def train_stage3(params: Params, paths: DatasetPaths) -> None:
     opt_m = torch.optim.Adam(mask_net.parameters(), lr=params.stage2.lr)
     opt_m.load_state_dict(stage2["mask_optimizer"])
     make = _batch_maker(params, cache, device, 3)
+    hide_generator = torch.Generator().manual_seed(params.seed + 4)
     rng = np.random.default_rng(params.seed + 3)
     logs = {"main": LossLog(paths.losses("stage3"), STAGE3_LOSSES),
             "mask": LossLog(paths.losses("stage3_mask"), MASK_LOSSES)}
     state = TrainingState({"extractor": extractor, "mask": mask_net}, {"extractor": opt_f, "mask": opt_m},
-                          {"augment": make.generator}, {"sampler": sampler.rng, "batches": rng})
+                          {"augment": make.generator, "hiding": hide_generator},
+                          {"sampler": sampler.rng, "batches": rng})
     progress = Progress(paths.progress(3), fingerprint(_stage_settings(params, 3), [
         paths.manifest, paths.checkpoint(1), paths.checkpoint(2)]))
+    log.info("stage 3 hiding: %s", params.hiding)
 
     def epoch_step(epoch: int) -> dict[str, float]:
-        values = train_joint_epoch(extractor, mask_net, opt_f, make, sampler, params.lambda1, params.drop_ratio,
-                                   params.triplet_margin, epoch)
-        if (epoch + 1) % params.mask_update_every == 0:
+        values = train_joint_epoch(extractor, mask_net if learned else None, opt_f, make, sampler, params.lambda1,
+                                   params.drop_ratio, params.triplet_margin, epoch, params.hiding, hide_generator)
+        if learned and (epoch + 1) % params.mask_update_every == 0:
             logs["mask"].add(epoch, train_mask_epoch(mask_net, extractor, opt_m, make, params.stage2.batch_size,
                                                      params.lambda2, params.sparsity_weight, rng, epoch,
                                                      stage="train_joint (stage 3, M update)"))
@@ -170,4 +176,4 @@ def train_stage3(params: Params, paths: DatasetPaths) -> None:
 
     _train("stage3", params.stage3.epochs, epoch_step, state, progress, logs, paths.checkpoint(3),
            lambda: {"extractor": extractor.state_dict(), "mask": mask_net.state_dict(),
-                    "model": dataclasses.asdict(params.model)}, make)
+                    "model": dataclasses.asdict(params.model), "hiding": params.hiding}, make)
