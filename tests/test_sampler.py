@@ -1,5 +1,6 @@
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from maskreid.data.sampler import PKSampler
@@ -8,8 +9,11 @@ from maskreid.data.sampler import PKSampler
 def test_every_batch_is_p_ids_times_k_images() -> None:
     pids = [i // 6 for i in range(60)]             # 10 ids x 6 images
     sampler = PKSampler(pids, p=4, k=3, seed=0)
+    expected = len(sampler)
     batches = list(sampler)
-    assert 4 <= len(batches) <= 5 == len(sampler)  # 20 chunks of 3, 4 per batch, until < P ids have chunks
+    # 20 chunks of 3, 4 ids per batch, until fewer than P ids have chunks left: 4 or 5 batches by the draw,
+    # and len() says which
+    assert len(batches) == expected and expected in (4, 5)
     for batch in batches:
         counts = Counter(pids[i] for i in batch)
         assert len(batch) == 12 and len(counts) == 4 and set(counts.values()) == {3}
@@ -46,3 +50,18 @@ def test_fewer_identities_than_p_still_gives_valid_batches_and_says_so() -> None
 def test_empty_split_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="non-empty training split"):
         PKSampler([], p=4, k=3, seed=0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_len_is_the_exact_number_of_batches_the_epoch_yields(seed: int) -> None:
+    """Identities of very different sizes: how many batches an epoch holds depends on the draw."""
+    rng = np.random.default_rng(seed)
+    pids = [pid for pid in range(12) for _ in range(int(rng.integers(2, 15)))]
+    sampler = PKSampler(pids, p=4, k=2, seed=seed)
+    for _ in range(3):                              # several epochs from the same generator
+        expected = len(sampler)
+        assert len(sampler) == expected             # asking twice draws nothing new
+        batches = list(sampler)
+        assert len(batches) == expected
+    with_replacement = PKSampler([0, 0, 1, 1, 1], p=4, k=3, seed=seed)
+    assert len(with_replacement) == len(list(with_replacement))

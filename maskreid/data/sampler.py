@@ -34,6 +34,7 @@ class PKSampler:
         if few:
             warnings.warn(f"{few} of {len(self.by_pid)} identities have fewer than K={k} images; their images "
                           "are sampled with replacement", stacklevel=2)
+        self._planned: list[list[int]] | None = None
 
     def _chunks(self) -> dict[int, list[list[int]]]:
         chunks: dict[int, list[list[int]]] = {}
@@ -44,10 +45,22 @@ class PKSampler:
             chunks[pid] = [pool[i:i + self.k] for i in range(0, len(pool) - self.k + 1, self.k)]
         return chunks
 
+    def _plan(self) -> list[list[int]]:
+        """The next epoch's batches, drawn once: how many there are depends on the draw (an epoch ends when
+        fewer than P identities have images left), so len() and iteration must share it."""
+        if self._planned is None:
+            self._planned = list(self._batches_with_replacement() if self.ids_with_replacement else self._draw())
+        return self._planned
+
     def __iter__(self) -> Iterator[list[int]]:
-        if self.ids_with_replacement:
-            yield from self._batches_with_replacement()
-            return
+        plan, self._planned = self._plan(), None
+        yield from plan
+
+    def __len__(self) -> int:
+        """The exact number of batches of the next epoch (iterating it draws no other one)."""
+        return len(self._plan())
+
+    def _draw(self) -> Iterator[list[int]]:
         chunks = self._chunks()
         available = [pid for pid, c in chunks.items() if c]
         while len(available) >= self.p:
@@ -61,14 +74,14 @@ class PKSampler:
     def _batches_with_replacement(self) -> Iterator[list[int]]:
         """Fewer identities than P: each batch draws P identities with replacement, K images each."""
         pids = sorted(self.by_pid)
-        for _ in range(len(self)):
+        for _ in range(self._expected_batches()):
             batch: list[int] = []
             for pid in self.rng.choice(pids, size=self.p, replace=True).tolist():
                 idx = self.by_pid[pid]
                 batch.extend(int(i) for i in self.rng.choice(idx, size=self.k, replace=len(idx) < self.k))
             yield batch
 
-    def __len__(self) -> int:
-        """Expected number of batches (exact when no identity runs out early); at least one."""
+    def _expected_batches(self) -> int:
+        """Batches per epoch when identities are drawn with replacement: every image once on average."""
         total = sum(max(1, len(v) // self.k) for v in self.by_pid.values())
         return max(1, total // self.p)
