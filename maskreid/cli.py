@@ -47,6 +47,29 @@ def evaluate_distances(path: Path, max_rank: int, same_camera_removal: bool = Tr
     return result
 
 
+def ablation(exp_show: Path | None, out: Path) -> int:
+    """Write the ablation report from a saved exp-show listing or from `dvc exp show --json` run here."""
+    import subprocess
+
+    from maskreid.ablation import AblationError, load_exp_show, write_ablation
+
+    try:
+        if exp_show is None:
+            listing = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+            if listing.returncode != 0:
+                raise AblationError(f"`dvc exp show --json` failed: {listing.stderr.strip()[-500:]}")
+            exp_show = out / "ablation_exp_show.json"
+            out.mkdir(parents=True, exist_ok=True)
+            exp_show.write_text(listing.stdout)
+        summary = write_ablation(load_exp_show(exp_show), out)
+    except AblationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {out / 'ablation.md'}, {out / 'ablation.csv'}, {out / 'ablation_runs.csv'} "
+          f"({len(summary)} rows) from {exp_show}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="maskreid", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--k1", type=int, default=20, help="re-ranking k1 (default 20)")
     ev.add_argument("--k2", type=int, default=6, help="re-ranking k2 (default 6)")
     ev.add_argument("--lambda", dest="lambda_value", type=float, default=0.3, help="re-ranking lambda (default 0.3)")
+    ab = sub.add_parser("ablation", help="the masks ablation table (reports/ablation.md) from DVC experiments")
+    ab.add_argument("--exp-show", type=Path, default=None,
+                    help="a saved `dvc exp show --json` listing (default: run it in the current repository)")
+    ab.add_argument("-o", "--out", type=Path, default=Path("reports"), help="output folder (default reports/)")
     args = parser.parse_args(argv)
+    if args.command == "ablation":
+        return ablation(args.exp_show, args.out)
     try:
         result = evaluate_distances(args.file, args.max_rank, not args.keep_same_camera, args.rerank,
                                     args.k1, args.k2, args.lambda_value)

@@ -57,7 +57,7 @@ def _lookup(metrics: dict, model: str, protocol: str) -> tuple[str, str]:
     block = metrics.get(model) if protocol == "standard" else metrics.get("authors_protocol", {}).get(model)
     if not isinstance(block, dict) or not {"mAP", "rank1"} <= set(block):
         return MISSING, MISSING
-    reranked = protocol == "standard" and bool(metrics.get("reranking", {}).get("used"))
+    reranked = protocol == "standard" and bool(metrics.get("reranked", metrics.get("reranking", {}).get("used")))
     mark = " (RR)" if reranked else ""
     return _fmt(block["mAP"]) + mark, _fmt(block["rank1"]) + mark
 
@@ -92,7 +92,7 @@ def other_datasets(metrics_dir: Path) -> pd.DataFrame:
     """This run's numbers on datasets outside Table 1 (synthetic, cuhk01, custom)."""
     rows = []
     for path in sorted(metrics_dir.glob("*.json")):
-        if path.stem in BENCHMARKS:
+        if path.stem in BENCHMARKS or path.name.endswith(".details.json"):
             continue
         m = read_metrics(path)
         for label, model, protocol in OUR_ROWS:

@@ -12,12 +12,14 @@ from maskreid.cli import main as cli_main
 from maskreid.evaluation import euclidean_distances, evaluate
 
 
-def reference(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
-    """The protocol in the plainest form: one query at a time, as torchreid's eval_market1501 does."""
+def reference(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, same_camera_removal=True):
+    """The protocol in the plainest form: one query at a time, as torchreid's eval_market1501 does (without
+    the removal: the authors' public code, which ranks the whole gallery)."""
     cmcs, aps, inps = [], [], []
     for i in range(len(q_pids)):
         order = np.argsort(distmat[i], kind="stable")
-        kept = [j for j in order if not (g_pids[j] == q_pids[i] and g_camids[j] == q_camids[i])]
+        kept = [j for j in order
+                if not (same_camera_removal and g_pids[j] == q_pids[i] and g_camids[j] == q_camids[i])]
         hits = [1 if g_pids[j] == q_pids[i] else 0 for j in kept]
         if sum(hits) == 0:
             continue
@@ -83,16 +85,18 @@ def test_authors_protocol_keeps_same_camera_matches() -> None:
     assert r["cmc"][0] == 1.0 and r["mAP"] == 1.0
 
 
+@pytest.mark.parametrize("removal", [True, False], ids=["standard", "authors"])
 @pytest.mark.parametrize("seed", range(6))
-def test_matches_plain_reference_on_random_cases_with_ties(seed: int) -> None:
+def test_matches_plain_reference_on_random_cases_with_ties(seed: int, removal: bool) -> None:
     rng = np.random.default_rng(seed)
     nq, ng = int(rng.integers(5, 40)), int(rng.integers(5, 80))
     distmat = rng.integers(0, 6, size=(nq, ng)).astype(np.float64)   # many exact ties
     q_pids, g_pids = rng.integers(0, 8, nq), rng.integers(0, 8, ng)
     q_cams, g_cams = rng.integers(1, 4, nq), rng.integers(1, 4, ng)
     max_rank = int(rng.integers(1, 100))                                # sometimes longer than the gallery
-    r = evaluate(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=max_rank, chunk_size=7)
-    ap, cmc, inp, valid = reference(distmat, q_pids, g_pids, q_cams, g_cams, max_rank)
+    r = evaluate(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=max_rank, chunk_size=7,
+                 same_camera_removal=removal)
+    ap, cmc, inp, valid = reference(distmat, q_pids, g_pids, q_cams, g_cams, max_rank, removal)
     assert r["num_valid_queries"] == valid
     assert abs(r["mAP"] - ap) < 1e-6 and abs(r["mINP"] - inp) < 1e-6
     np.testing.assert_allclose(r["cmc"], cmc, atol=1e-6)
@@ -181,3 +185,75 @@ def test_huge_finite_float32_distances_are_not_mistaken_for_non_finite() -> None
     distmat = np.array([[3e38, 1e38, 2e38, 3.3e38]], dtype=np.float32)     # the row's sum overflows
     r = evaluate(distmat, np.array([1]), np.array([1, 2, 1, 3]), np.array([1]), np.array([2, 2, 3, 3]), max_rank=4)
     assert r["mAP"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+@pytest.mark.parametrize("removal", [True, False], ids=["standard", "authors"])
+@pytest.mark.parametrize("seed", range(3))
+def test_per_query_ap_matches_scikit_learn(seed: int, removal: bool) -> None:
+    """A second, independent oracle: sklearn's average_precision_score on each query's kept gallery (scores =
+    negated distances; no ties here, where sklearn would group tied scores instead of ordering them)."""
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(200 + seed)
+    nq, ng = 25, 120
+    distmat = rng.permutation(np.linspace(0.0, 4.0, nq * ng)).reshape(nq, ng)
+    q_pids, g_pids = rng.integers(0, 6, nq), rng.integers(0, 6, ng)
+    q_cams, g_cams = rng.integers(1, 4, nq), rng.integers(1, 4, ng)
+    checked = 0
+    for i in range(nq):
+        kept = ~((g_pids == q_pids[i]) & (g_cams == q_cams[i])) if removal else np.ones(ng, dtype=bool)
+        truth = g_pids[kept] == q_pids[i]
+        if not truth.any():
+            continue
+        expected = average_precision_score(truth, -distmat[i, kept])
+        got = evaluate(distmat[i:i + 1], q_pids[i:i + 1], g_pids, q_cams[i:i + 1], g_cams,
+                       same_camera_removal=removal)["mAP"]
+        assert abs(got - expected) < 1e-9, i
+        checked += 1
+    assert checked > 15
+
+
+def test_cli_keep_same_camera_and_rerank_flags_reach_the_computation(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    from maskreid.reranking import k_reciprocal_rerank
+
+    rng = np.random.default_rng(3)
+    q, g = rng.normal(size=(6, 4)), rng.normal(size=(30, 4))
+    q_pids, g_pids = rng.integers(0, 3, 6), rng.integers(0, 3, 30)
+    q_cams, g_cams = rng.integers(1, 3, 6), rng.integers(1, 3, 30)
+    path = tmp_path / "case.npz"
+    arrays = dict(distmat=euclidean_distances(q, g), q_pids=q_pids, g_pids=g_pids, q_camids=q_cams, g_camids=g_cams,
+                  q_q=euclidean_distances(q, q), g_g=euclidean_distances(g, g))
+    np.savez(path, **arrays)
+
+    def cli(*flags: str) -> dict:
+        assert cli_main(["evaluate-distances", str(path), "--max-rank", "5", *flags]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    labels = (q_pids, g_pids, q_cams, g_cams)
+    standard = evaluate(arrays["distmat"], *labels, max_rank=5)
+    authors = evaluate(arrays["distmat"], *labels, max_rank=5, same_camera_removal=False)
+    assert standard["mAP"] != authors["mAP"]
+    assert cli()["mAP"] == pytest.approx(standard["mAP"], abs=1e-12)
+    assert cli("--keep-same-camera")["mAP"] == pytest.approx(authors["mAP"], abs=1e-12)
+    for k1, k2, lam in ((20, 6, 0.3), (4, 2, 0.6)):
+        reranked = k_reciprocal_rerank(arrays["distmat"], arrays["q_q"], arrays["g_g"], k1, k2, lam)
+        expected = evaluate(reranked, *labels, max_rank=5)
+        got = cli("--rerank", "--k1", str(k1), "--k2", str(k2), "--lambda", str(lam))
+        assert got["mAP"] == pytest.approx(expected["mAP"], abs=1e-9) and got["cmc"] == pytest.approx(expected["cmc"])
+    assert cli("--rerank", "--k1", "4", "--k2", "2", "--lambda", "0.6")["mAP"] != \
+        cli("--rerank", "--k1", "20", "--k2", "6", "--lambda", "0.3")["mAP"]
+
+
+def test_the_installed_maskreid_command_runs(tmp_path: Path) -> None:
+    """The console script pip installed (not `python -m`): its entry point and argument parsing."""
+    import shutil
+
+    exe = shutil.which("maskreid", path=str(Path(sys.executable).parent))
+    assert exe is not None, "the `maskreid` entry point is not installed next to this Python"
+    result = subprocess.run([exe, "evaluate-distances", str(_npz(tmp_path)), "--max-rank", "4"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["mAP"] == pytest.approx(0.5)
+    bad = subprocess.run([exe, "evaluate-distances", str(tmp_path / "missing.npz")], capture_output=True, text=True)
+    assert bad.returncode == 1 and "missing.npz" in bad.stderr and "Traceback" not in bad.stderr

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from maskreid.data.market import DatasetFormatError, parse_market_name
@@ -21,13 +21,37 @@ def test_market_names_round_trip(pid: int, cam: int, seq: int, frame: int, box: 
     assert (parsed.pid, parsed.camid) == (pid, cam)
 
 
-@SETTINGS
-@given(st.text(max_size=30))
+def _expected_ids(name: str) -> tuple[int, int] | None:
+    """An oracle written without the parser's regex: `PPPP_cC...` with PPPP = -1 or decimal digits and C
+    decimal digits; None for any other name."""
+    head, sep, rest = name.partition("_c")
+    cam_digits = ""
+    for ch in rest:
+        if not ch.isdecimal():
+            break
+        cam_digits += ch
+    if not sep or not cam_digits or not (head == "-1" or (head and head.isdecimal())):
+        return None
+    return int(head), int(cam_digits)
+
+
+@settings(derandomize=True, max_examples=400, deadline=None)
+@given(st.one_of(st.text(max_size=30),
+                 st.from_regex(r"(-|x)?[0-9]{0,4}(_|-)?c?[0-9]{0,3}[a-z0-9_.]{0,6}", fullmatch=True)))
+@example("0002_c1s1_000451_03.jpg")
+@example("-1_c3s2_000101_01.jpg")
+@example("0001_cX.jpg")
+@example("x0001_c1s1.jpg")
+@example("-2_c1s1.jpg")
+@example("0001c1s1.jpg")
 def test_any_other_name_fails_with_the_expected_form(name: str) -> None:
-    try:
-        parse_market_name(name)
-    except DatasetFormatError as err:
-        assert "PPPP_cC" in str(err)
+    expected = _expected_ids(name)
+    if expected is None:
+        with pytest.raises(DatasetFormatError, match="PPPP_cC"):
+            parse_market_name(name)
+    else:
+        parsed = parse_market_name(name)
+        assert (parsed.pid, parsed.camid) == expected
 
 
 @st.composite

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,9 +34,9 @@ def _project(root: Path) -> Path:
     return root
 
 
-def _stage(root: Path) -> subprocess.Popen:
+def _stage(root: Path, script: str = "train_extractor") -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, str(REPO / "stages" / "train_extractor.py"), "synthetic"], cwd=root,
+    return subprocess.Popen([sys.executable, str(REPO / "stages" / f"{script}.py"), "synthetic"], cwd=root,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -103,3 +104,83 @@ def test_progress_is_resumed_only_when_unfinished_and_made_with_the_same_inputs(
     assert Progress(path, "abc").load() is None
     path.write_bytes(b"garbage")
     assert Progress(path, "abc").load() is None
+
+
+# ------------------------------------------------------------------------ stages 2 and 3 (two nets, two optimizers)
+LATER = {"stage1": 1, "stage2": 4, "stage3": 4}
+MASK_EVERY = 2
+
+
+@pytest.fixture(scope="module")
+def trained_stage1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny project with its stage-1 checkpoint, the start of stages 2 and 3."""
+    from maskreid.pipeline.train import train_stage1
+
+    root = tmp_path_factory.mktemp("later") / "p"
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw.update(TINY)
+    raw["mask_update_every"] = MASK_EVERY
+    raw["profiles"]["quick"] = {**TINY_PROFILE, **{k: {**TINY_PROFILE[k], "epochs": v} for k, v in LATER.items()}}
+    root.mkdir(parents=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = load_params(root / "params.yaml")
+    prepare(params, DatasetPaths("synthetic", root))
+    train_stage1(params, DatasetPaths("synthetic", root))
+    return root
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.progress.pt"))
+    return dst
+
+
+def _run_to_end(root: Path, script: str) -> str:
+    proc = _stage(root, script)
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, output
+    return output
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_later(trained_stage1: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = _copy(trained_stage1, tmp_path_factory.mktemp("later_ref") / "p")
+    _run_to_end(root, "train_mask")
+    _run_to_end(root, "train_joint")
+    return root
+
+
+def test_stage3_updates_m_exactly_every_mask_update_every_epochs(uninterrupted_later: Path) -> None:
+    paths = DatasetPaths("synthetic", uninterrupted_later)
+    mask_epochs = [int(line.split(",")[0]) for line in paths.losses("stage3_mask").read_text().splitlines()[1:]]
+    assert mask_epochs == list(range(MASK_EVERY, LATER["stage3"] + 1, MASK_EVERY))      # epochs 2 and 4
+    stage2 = torch.load(paths.checkpoint(2), weights_only=True)["mask"]
+    stage3 = torch.load(paths.checkpoint(3), weights_only=True)["mask"]
+    assert any(not torch.equal(stage2[k], stage3[k]) for k in stage2)                   # and M did move
+
+
+@pytest.mark.parametrize(("script", "stage", "nets"), [("train_mask", 2, ("mask",)),
+                                                       ("train_joint", 3, ("extractor", "mask"))])
+def test_killed_later_stage_resumes_to_identical_weights(trained_stage1: Path, uninterrupted_later: Path,
+                                                         tmp_path: Path, script: str, stage: int,
+                                                         nets: tuple[str, ...]) -> None:
+    root = _copy(trained_stage1, tmp_path / "p")
+    paths = DatasetPaths("synthetic", root)
+    if stage == 3:
+        shutil.copy2(DatasetPaths("synthetic", uninterrupted_later).checkpoint(2), paths.checkpoint(2))
+    epochs = LATER[f"stage{stage}"]
+    proc = _stage(root, script)
+    _wait_for_epoch(paths.progress(stage), 1, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    saved_epoch = _epoch_of(paths.progress(stage))
+    assert 1 <= saved_epoch < epochs and not paths.checkpoint(stage).exists()
+    output = _run_to_end(root, script)
+    assert f"resuming after epoch {saved_epoch} of {epochs}" in output
+    resumed = torch.load(paths.checkpoint(stage), weights_only=True)
+    reference = torch.load(DatasetPaths("synthetic", uninterrupted_later).checkpoint(stage), weights_only=True)
+    for net in nets:
+        assert resumed[net].keys() == reference[net].keys()
+        for key in resumed[net]:
+            assert torch.equal(resumed[net][key], reference[net][key]), (net, key)
+    for name in (["stage2"] if stage == 2 else ["stage3", "stage3_mask"]):
+        assert paths.losses(name).read_text() == DatasetPaths("synthetic", uninterrupted_later).losses(name).read_text()

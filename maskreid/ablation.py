@@ -1,0 +1,149 @@
+"""The masks ablation: stage-3 results per dataset and `hiding` (learned masks vs the controls), mean and spread
+over seeds, and the paired differences learned - control, read from DVC experiments (`dvc exp show --json`).
+
+Why paired: runs with the same seed share the initialisation, the stage-1 and stage-2 models and the sampling
+up to stage 3, so the per-seed difference removes most of the seed-to-seed spread that a comparison of means
+carries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from maskreid.io import atomic_write_text
+
+MEASURES = ("mAP", "rank1", "mINP")
+RUN_COLUMNS = ["dataset", "profile", "hiding", "seed", "lambda1", "drop_ratio", "experiment", "rev",
+               *[f"stage1_{m}" for m in MEASURES], *[f"stage3_{m}" for m in MEASURES]]
+
+
+class AblationError(ValueError):
+    """The experiment listing cannot give an ablation table; the message says why."""
+
+
+def _nodes(entries: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every revision in `dvc exp show --json`: baselines and the experiments under them (not the workspace,
+    which repeats a committed or an experiment's result)."""
+    for entry in entries:
+        if entry.get("rev") != "workspace":
+            yield entry
+        for experiment in entry.get("experiments") or []:
+            yield from _nodes(experiment.get("revs") or [])
+
+
+def runs_from_exp_show(entries: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (revision, dataset) that has stage-3 metrics: its hiding, seed and results."""
+    rows = []
+    for node in _nodes(entries):
+        data = node.get("data") or {}
+        params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+        for path, metrics in (data.get("metrics") or {}).items():
+            values = (metrics or {}).get("data") or {}
+            if not path.startswith("metrics/") or "stage3" not in values or "stage1" not in values:
+                continue
+            rows.append({"dataset": Path(path).stem, "profile": params.get("profile"),
+                         "hiding": params.get("hiding", "learned"), "seed": params.get("seed"),
+                         "lambda1": params.get("lambda1"), "drop_ratio": params.get("drop_ratio"),
+                         "experiment": node.get("name") or "", "rev": node.get("rev"),
+                         **{f"stage1_{m}": values["stage1"].get(m) for m in MEASURES},
+                         **{f"stage3_{m}": values["stage3"].get(m) for m in MEASURES}})
+    runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    # the same settings twice (a committed run and an experiment that reproduced it): the results are equal
+    return runs.drop_duplicates(subset=["dataset", "profile", "hiding", "seed", "lambda1", "drop_ratio"])
+
+
+def _mean_sd(values: pd.Series) -> tuple[float, float]:
+    values = values.dropna()
+    return float(values.mean()), (float(values.std(ddof=1)) if len(values) > 1 else math.nan)
+
+
+def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per dataset and hiding: n seeds, mean and sd of each measure; per dataset and control: the paired
+    difference learned - control over the seeds both ran)."""
+    if runs.empty:
+        raise AblationError("no experiment with stage-3 metrics found; run e.g. `dvc exp run --queue "
+                            "-S 'seed=0,1,2' -S 'hiding=learned,random_blocks,none'` and `dvc queue start`")
+    keys = ["dataset", "profile", "lambda1", "drop_ratio"]
+    mixed = runs.groupby("dataset")[["profile", "lambda1", "drop_ratio"]].nunique()
+    if (mixed > 1).any(axis=None):
+        raise AblationError("the experiments of one dataset differ in profile, lambda1 or drop_ratio:\n"
+                            f"{runs[keys + ['hiding', 'seed', 'experiment']].to_string(index=False)}\n"
+                            "compare like with like (remove the others with `dvc exp remove`)")
+    table = []
+    for (dataset, hiding), group in runs.groupby(["dataset", "hiding"], sort=True):
+        row: dict[str, Any] = {"dataset": dataset, "hiding": hiding, "seeds": len(group),
+                               "seed_list": " ".join(str(s) for s in sorted(group.seed))}
+        for m in MEASURES:
+            row[f"{m}_mean"], row[f"{m}_sd"] = _mean_sd(group[f"stage3_{m}"])
+        row["stage1_mAP_mean"], row["stage1_mAP_sd"] = _mean_sd(group["stage1_mAP"])
+        table.append(row)
+    paired = []
+    for dataset, group in runs.groupby("dataset", sort=True):
+        learned = group[group.hiding == "learned"].set_index("seed")
+        for control in sorted(set(group.hiding) - {"learned"}):
+            other = group[group.hiding == control].set_index("seed")
+            seeds = sorted(set(learned.index) & set(other.index))
+            if not seeds:
+                continue
+            row = {"dataset": dataset, "comparison": f"learned - {control}", "seeds": len(seeds)}
+            for m in MEASURES:
+                diff = learned.loc[seeds, f"stage3_{m}"] - other.loc[seeds, f"stage3_{m}"]
+                row[f"{m}_diff_mean"], row[f"{m}_diff_sd"] = _mean_sd(diff)
+            paired.append(row)
+    return pd.DataFrame(table), pd.DataFrame(paired)
+
+
+def _pm(mean: float, sd: float) -> str:
+    return f"{mean:.2f}" if math.isnan(sd) else f"{mean:.2f} ± {sd:.2f}"
+
+
+def render_markdown(table: pd.DataFrame, paired: pd.DataFrame, runs: pd.DataFrame) -> str:
+    lines = ["# Do the learned masks help? Stage 3 with learned hiding against the controls",
+             "",
+             "Regenerated by `maskreid ablation` from the DVC experiments (`dvc exp show --json`). Standard protocol,",
+             "stage-3 model, percent; mean ± sample standard deviation over seeds (the `seed` parameter: initialisation,",
+             "sampling, augmentation; the dataset draw stays fixed). `none` = stage 3 trained on original images only (the",
+             "same schedule: the \"just train longer\" control); `random_blocks` / `random_pixels` = as many pixels hidden as",
+             "the learned masks hide, chosen without M.",
+             "",
+             "| dataset | hiding | seeds | mAP | rank-1 | mINP | stage-1 mAP (same seeds) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in table.itertuples():
+        lines.append(f"| {r.dataset} | {r.hiding} | {r.seeds} ({r.seed_list}) | {_pm(r.mAP_mean, r.mAP_sd)} | "
+                     f"{_pm(r.rank1_mean, r.rank1_sd)} | {_pm(r.mINP_mean, r.mINP_sd)} | "
+                     f"{_pm(r.stage1_mAP_mean, r.stage1_mAP_sd)} |")
+    lines += ["", "Paired differences (same seed, so the same stage-1 and stage-2 models), mean ± sd over seeds:", "",
+              "| dataset | comparison | seeds | mAP | rank-1 | mINP |", "|---|---|---|---|---|---|"]
+    for r in paired.itertuples():
+        lines.append(f"| {r.dataset} | {r.comparison} | {r.seeds} | {_pm(r.mAP_diff_mean, r.mAP_diff_sd)} | "
+                     f"{_pm(r.rank1_diff_mean, r.rank1_diff_sd)} | {_pm(r.mINP_diff_mean, r.mINP_diff_sd)} |")
+    fixed = runs.iloc[0]
+    lines += ["", f"Settings shared by every run: profile `{fixed.profile}`, lambda1 {fixed.lambda1}, "
+                  f"drop_ratio {fixed.drop_ratio}. Every run: `reports/ablation_runs.csv`.", ""]
+    return "\n".join(lines)
+
+
+def write_ablation(entries: list[dict[str, Any]], out_dir: Path) -> pd.DataFrame:
+    """reports/ablation.md, ablation.csv (the summary) and ablation_runs.csv (every run) from exp show."""
+    runs = runs_from_exp_show(entries)
+    table, paired = summarize(runs)
+    atomic_write_text(out_dir / "ablation_runs.csv", runs.sort_values(["dataset", "hiding", "seed"]).to_csv(index=False))
+    summary = pd.concat([table.assign(kind="per hiding"), paired.assign(kind="paired difference")], ignore_index=True)
+    atomic_write_text(out_dir / "ablation.csv", summary.to_csv(index=False, float_format="%.4f"))
+    atomic_write_text(out_dir / "ablation.md", render_markdown(table, paired, runs))
+    return summary
+
+
+def load_exp_show(path: Path) -> list[dict[str, Any]]:
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise AblationError(f"{path}: not a readable `dvc exp show --json` listing ({err})") from err
+    if not isinstance(entries, list):
+        raise AblationError(f"{path}: expected the list `dvc exp show --json` prints, got {type(entries).__name__}")
+    return entries

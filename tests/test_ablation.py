@@ -1,0 +1,84 @@
+"""The ablation report from a `dvc exp show --json` listing: grouping, spread over seeds, paired differences."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from maskreid.ablation import AblationError, runs_from_exp_show, summarize
+from maskreid.cli import main as cli_main
+
+# stage-3 mAP by (hiding, seed); rank-1 = mAP + 1, mINP = mAP / 2
+MAP = {("learned", 0): 40.0, ("learned", 1): 44.0, ("learned", 2): 42.0,
+       ("none", 0): 41.0, ("none", 1): 43.0, ("none", 2): 45.0,
+       ("random_blocks", 0): 39.0, ("random_blocks", 1): 40.0}
+
+
+def _node(name: str, hiding: str, seed: int, lambda1: float = 0.9) -> dict:
+    m = MAP[(hiding, seed)]
+    block = {"mAP": m, "rank1": m + 1, "mINP": m / 2}
+    return {"rev": f"rev-{name}", "name": name, "error": None, "experiments": None, "data": {
+        "params": {"params.yaml": {"data": {"seed": seed, "hiding": hiding, "profile": "quick", "lambda1": lambda1,
+                                            "drop_ratio": 0.3}}},
+        "metrics": {"metrics/synthetic.json": {"data": {"mAP": m, "stage1": {"mAP": 30.0 + seed, "rank1": 1.0,
+                                                                               "mINP": 1.0}, "stage3": block}}}}}
+
+
+def listing(extra: list[dict] | None = None) -> list[dict]:
+    """The shape `dvc exp show --json` prints: workspace, the baseline, experiments with their revs."""
+    exps = [_node(f"exp-{h}-{s}", h, s) for (h, s) in MAP if (h, s) != ("learned", 0)] + (extra or [])
+    baseline = _node("main", "learned", 0)
+    return [{**_node("workspace", "learned", 0), "rev": "workspace", "name": None},
+            {**baseline, "experiments": [{"name": n["name"], "executor": None, "revs": [n]} for n in exps]}]
+
+
+def test_runs_are_read_from_baseline_and_experiments_once_each() -> None:
+    runs = runs_from_exp_show(listing())
+    assert len(runs) == len(MAP)
+    assert set(zip(runs.hiding, runs.seed)) == set(MAP)
+
+
+def test_means_spreads_and_paired_differences() -> None:
+    table, paired = summarize(runs_from_exp_show(listing()))
+    learned = table[table.hiding == "learned"].iloc[0]
+    assert learned.seeds == 3 and learned.mAP_mean == pytest.approx(42.0) and learned.mAP_sd == pytest.approx(2.0)
+    assert learned.rank1_mean == pytest.approx(43.0) and learned.mINP_mean == pytest.approx(21.0)
+    none = paired[paired.comparison == "learned - none"].iloc[0]
+    # per seed: -1, +1, -3 -> mean -1, sd 2
+    assert none.seeds == 3 and none.mAP_diff_mean == pytest.approx(-1.0) and none.mAP_diff_sd == pytest.approx(2.0)
+    blocks = paired[paired.comparison == "learned - random_blocks"].iloc[0]
+    assert blocks.seeds == 2 and blocks.mAP_diff_mean == pytest.approx(2.5)      # only the seeds both ran
+
+
+def test_runs_with_other_method_settings_are_refused() -> None:
+    MAP[("learned", 3)] = 10.0
+    try:
+        with pytest.raises(AblationError, match="differ in profile, lambda1 or drop_ratio"):
+            summarize(runs_from_exp_show(listing([_node("odd", "learned", 3, lambda1=0.5)])))
+    finally:
+        del MAP[("learned", 3)]
+
+
+def test_cli_writes_the_report_files(tmp_path: Path) -> None:
+    source = tmp_path / "exp_show.json"
+    source.write_text(json.dumps(listing()))
+    assert cli_main(["ablation", "--exp-show", str(source), "-o", str(tmp_path / "reports")]) == 0
+    md = (tmp_path / "reports" / "ablation.md").read_text()
+    assert "| synthetic | learned | 3 (0 1 2) | 42.00 ± 2.00 | 43.00 ± 2.00 | 21.00 ± 1.00 |" in md
+    assert "| synthetic | learned - none | 3 | -1.00 ± 2.00 |" in md
+    summary = pd.read_csv(tmp_path / "reports" / "ablation.csv")
+    assert set(summary.kind) == {"per hiding", "paired difference"}
+    assert len(pd.read_csv(tmp_path / "reports" / "ablation_runs.csv")) == len(MAP)
+
+
+def test_cli_explains_an_empty_or_broken_listing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "empty.json").write_text("[]")
+    assert cli_main(["ablation", "--exp-show", str(tmp_path / "empty.json"), "-o", str(tmp_path)]) == 1
+    assert "no experiment with stage-3 metrics" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{not json")
+    assert cli_main(["ablation", "--exp-show", str(tmp_path / "bad.json"), "-o", str(tmp_path)]) == 1
+    assert "not a readable `dvc exp show --json` listing" in capsys.readouterr().err
+    assert not (tmp_path / "ablation.md").exists()
