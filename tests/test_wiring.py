@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from maskreid import losses
 from maskreid.data.loading import ImageCache, Normalizer
 from maskreid.data.sampler import PKSampler
 from maskreid.masking import hidden_count
@@ -138,10 +137,11 @@ def _grads(lambda1: float, hiding: str = "learned") -> torch.Tensor:
 def test_stage3_loss_weights_the_hidden_triplet_by_one_minus_lambda1() -> None:
     only_original, only_hidden, mixed = _grads(1.0), _grads(0.0), _grads(0.3)
     assert not torch.allclose(only_original, only_hidden)
+    torch.testing.assert_close(only_original, _grads(1.0, "none"))     # lambda1 = 1: the original images alone
     torch.testing.assert_close(mixed, 0.3 * only_original + 0.7 * only_hidden, atol=1e-5, rtol=1e-4)
     values, _ = _joint_step(*_nets(), lambda1=0.3)
-    expected = losses.extractor_loss(torch.tensor(values["triplet_original"]), torch.tensor(values["triplet_hidden"]), 0.3)
-    assert values["extractor"] == pytest.approx(float(expected), rel=1e-6)
+    expected = 0.3 * values["triplet_original"] + 0.7 * values["triplet_hidden"]      # Eq. 2, written out
+    assert values["extractor"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_stage3_none_control_trains_on_original_images_only() -> None:
