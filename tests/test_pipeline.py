@@ -8,6 +8,7 @@ from importlib import metadata
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +235,43 @@ def test_rerank_option_reruns_evaluation_only_and_is_recorded(project: Path) -> 
     assert details["reranking"] == {"used": True, "k1": 20, "k2": 6, "lambda": 0.3}
     assert after["stage3"]["mAP"] != before["stage3"]["mAP"]
     assert after["authors_protocol"]["stage3"] == before["authors_protocol"]["stage3"]   # never re-ranked
+
+
+def _tiny_market(root: Path) -> None:
+    """A small two-camera dataset in Market-1501 layout: 10 train ids (4 images), 6 test ids."""
+    rng = np.random.default_rng(0)
+    for pid in range(1, 17):
+        colour = rng.integers(0, 255, 3)
+        for i in range(4):
+            cam = 1 + i % 2
+            folder = "bounding_box_train" if pid <= 10 else ("query" if cam == 1 and i == 0 else "bounding_box_test")
+            pixels = np.clip(colour + rng.normal(0, 25, (64, 32, 3)), 0, 255).astype(np.uint8)
+            target = root / folder / f"{pid:04d}_c{cam}s1_{i:06d}_00.jpg"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(target)
+
+
+def test_queued_sweep_sees_dvc_tracked_raw_data(project: Path) -> None:
+    """Queued experiments run in a temporary copy made from git and the DVC cache: raw data added the
+    documented way (`dvc add data/raw/<ds>`) is there; two queued runs finish and are listed."""
+    _tiny_market(project / "data" / "raw" / "custom")
+    run(["dvc", "add", "data/raw/custom"], project)
+    git(project, "add", "data/raw/custom.dvc", "-f", "data/raw/.gitignore")
+    git(project, "commit", "-qm", "custom dataset tracked by DVC")
+    run(["dvc", "exp", "run", "--queue", "-S", "datasets=[custom]", "-S", "evaluation.max_rank=5,10"], project)
+    run(["dvc", "queue", "start", "-j", "1"], project)
+    deadline = time.time() + 600
+    while True:
+        status = run(["dvc", "queue", "status"], project).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        assert time.time() < deadline, status
+        time.sleep(2)
+    assert status.count("Success") == 2 and "Failed" not in status, status
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    runs = [rev for entry in shown for exp in (entry.get("experiments") or []) for rev in exp["revs"]]
+    custom = [r for r in runs if "metrics/custom.json" in ((r.get("data") or {}).get("metrics") or {})]
+    assert len(custom) == 2
+    for r in custom:
+        metrics = r["data"]["metrics"]["metrics/custom.json"]["data"]
+        assert 0 < metrics["stage3"]["mAP"] <= 100

@@ -169,11 +169,13 @@ def test_killed_later_stage_resumes_to_identical_weights(trained_stage1: Path, u
         shutil.copy2(DatasetPaths("synthetic", uninterrupted_later).checkpoint(2), paths.checkpoint(2))
     epochs = LATER[f"stage{stage}"]
     proc = _stage(root, script)
-    _wait_for_epoch(paths.progress(stage), 1, proc)
+    # stage 3: kill after M's first update, so the resumed run must restore the generators that update used
+    first = MASK_EVERY if stage == 3 else 1
+    _wait_for_epoch(paths.progress(stage), first, proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     saved_epoch = _epoch_of(paths.progress(stage))
-    assert 1 <= saved_epoch < epochs and not paths.checkpoint(stage).exists()
+    assert first <= saved_epoch < epochs and not paths.checkpoint(stage).exists()
     output = _run_to_end(root, script)
     assert f"resuming after epoch {saved_epoch} of {epochs}" in output
     resumed = torch.load(paths.checkpoint(stage), weights_only=True)
