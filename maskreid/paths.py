@@ -50,11 +50,6 @@ class DatasetPaths:
         return self.root / "metrics" / f"{self.dataset}.json"
 
     @property
-    def metrics_details(self) -> Path:
-        """Everything about an evaluation that is not a number to compare across experiments."""
-        return self.root / "metrics" / f"{self.dataset}.details.json"
-
-    @property
     def cmc(self) -> Path:
         return self.root / "plots" / "cmc" / f"{self.dataset}.csv"
 

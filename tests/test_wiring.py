@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from maskreid.data.loading import ImageCache, Normalizer
-from maskreid.data.sampler import PKSampler
 from maskreid.masking import hidden_count
 from maskreid.models.extractor import FeatureExtractor
 from maskreid.models.unet import UNet

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -90,9 +91,14 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
                               "evaluate_seconds": round(time.perf_counter() - began, 1)}}
     cmc = pd.DataFrame({"rank": np.arange(1, ev.max_rank + 1), **{k: np.round(v, 6) for k, v in curves.items()}})
     atomic_write_text(paths.cmc, cmc.to_csv(index=False))
-    atomic_write_text(paths.metrics_details, json.dumps(details, indent=2) + "\n")
+    atomic_write_text(details_path(paths), json.dumps(details, indent=2) + "\n")
     atomic_write_text(paths.metrics, json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def details_path(paths: DatasetPaths) -> Path:
+    """metrics/<ds>.details.json: everything about an evaluation that is not a number to compare."""
+    return paths.metrics.with_name(f"{paths.dataset}.details.json")
 
 
 def _embedder(model: torch.nn.Module, params: Params, device: torch.device) -> Callable[[ImageCache], np.ndarray]:
