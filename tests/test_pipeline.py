@@ -71,7 +71,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project with tiny params, as a git repository, after `dvc repro` (bytecode on)."""
     root = tmp_path_factory.mktemp("project")
     for name in ("stages", "maskreid", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore", "data/raw/README.md",
-                 "data/raw/synthetic"):
+                 "data/raw/.gitignore", "data/raw/synthetic"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
@@ -256,9 +256,9 @@ def test_queued_sweep_sees_dvc_tracked_raw_data(project: Path) -> None:
     documented way (`dvc add data/raw/<ds>`) is there; two queued runs finish and are listed."""
     _tiny_market(project / "data" / "raw" / "custom")
     run(["dvc", "add", "data/raw/custom"], project)
-    git(project, "add", "data/raw/custom.dvc", "-f", "data/raw/.gitignore")
+    git(project, "add", "data/raw/custom.dvc")          # data/raw/<ds>/ itself is git-ignored already
     git(project, "commit", "-qm", "custom dataset tracked by DVC")
-    run(["dvc", "exp", "run", "--queue", "-S", "datasets=[custom]", "-S", "evaluation.max_rank=5,10"], project)
+    run(["dvc", "exp", "run", "--queue", "-S", "datasets=[custom]", "-S", "evaluation.max_rank=20,30"], project)
     run(["dvc", "queue", "start", "-j", "1"], project)
     deadline = time.time() + 600
     while True:
