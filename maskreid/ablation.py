@@ -27,13 +27,16 @@ class AblationError(ValueError):
 
 
 def _nodes(entries: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Every revision in `dvc exp show --json`: baselines and the experiments under them (not the workspace,
-    which repeats a committed or an experiment's result)."""
+    """Every finished revision in `dvc exp show --json`: baselines and the experiments under them; not the
+    workspace (it repeats a committed or an experiment's result), nor queued, running or failed experiments
+    (their listing carries the baseline's metrics)."""
     for entry in entries:
         if entry.get("rev") != "workspace":
             yield entry
         for experiment in entry.get("experiments") or []:
-            yield from _nodes(experiment.get("revs") or [])
+            state = (experiment.get("executor") or {}).get("state", "success")
+            if state == "success":
+                yield from _nodes(experiment.get("revs") or [])
 
 
 def runs_from_exp_show(entries: list[dict[str, Any]]) -> pd.DataFrame:

@@ -41,6 +41,20 @@ def test_runs_are_read_from_baseline_and_experiments_once_each() -> None:
     assert set(zip(runs.hiding, runs.seed)) == set(MAP)
 
 
+def test_queued_running_and_failed_experiments_are_left_out() -> None:
+    entries = listing()
+    MAP[("learned", 9)] = 99.0
+    try:
+        unfinished = [_node(f"pending-{state}", "learned", 9) for state in ("queued", "running", "failed")]
+        entries[1]["experiments"] += [{"name": n["name"], "executor": {"state": state}, "revs": [n]}
+                                      for n, state in zip(unfinished, ("queued", "running", "failed"))]
+        entries[1]["experiments"][0]["executor"] = {"state": "success"}
+        runs = runs_from_exp_show(entries)
+    finally:
+        del MAP[("learned", 9)]
+    assert len(runs) == len(MAP) and 9 not in set(runs.seed)      # the finished experiment was kept
+
+
 def test_means_spreads_and_paired_differences() -> None:
     table, paired = summarize(runs_from_exp_show(listing()))
     learned = table[table.hiding == "learned"].iloc[0]
