@@ -91,3 +91,14 @@ def test_random_hiding_is_reproducible_from_its_generator() -> None:
         b = make(4, 32, 16, 0.3, torch.Generator().manual_seed(5))
         c = make(4, 32, 16, 0.3, torch.Generator().manual_seed(6))
         assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_input_dependence_is_zero_for_a_fixed_pattern_and_large_for_image_driven_masks() -> None:
+    from maskreid.mask_measures import input_dependence
+
+    pattern = torch.rand(1, 16, 8).expand(10, 16, 8)
+    assert input_dependence(pattern) == 0.0
+    assert input_dependence(torch.rand(10, 16, 8)) > 0.4          # uniform masks: std/mean ~ 0.58
+    half = torch.zeros(10, 16, 8)
+    half[:5] = 1.0                                                 # on in half the images, off in the others
+    assert abs(input_dependence(half) - 1.0) < 1e-6

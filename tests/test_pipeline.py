@@ -92,7 +92,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_repro_writes_every_declared_output(project: Path) -> None:
     metrics = json.loads((project / "metrics" / "synthetic.json").read_text())
     # only numbers people compare: dvc exp show stays readable
-    assert set(metrics) == {"mAP", "rank1", "stage1", "stage3", "authors_protocol", "reranked"}
+    assert set(metrics) == {"mAP", "rank1", "stage1", "stage3", "authors_protocol", "mask_input_dependence", "reranked"}
+    assert metrics["mask_input_dependence"] >= 0
     for model in ("stage1", "stage3"):
         assert set(metrics[model]) == {"mAP", "rank1", "rank5", "mINP"}
         assert set(metrics["authors_protocol"][model]) == {"mAP", "rank1"}

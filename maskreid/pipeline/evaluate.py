@@ -21,7 +21,9 @@ from maskreid.io import atomic_write_text
 from maskreid.params import Params
 from maskreid.paths import DatasetPaths
 from maskreid.provenance import provenance
-from maskreid.pipeline.common import build_extractor, build_extractor_from, layout, load_split, pick_device, seed_everything
+from maskreid.mask_measures import input_dependence, masks_of
+from maskreid.pipeline.common import (build_extractor, build_extractor_from, layout, load_mask_net, load_split,
+                                      pick_device, seed_everything)
 
 log = logging.getLogger("maskreid")
 
@@ -72,13 +74,16 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
             authors[name] = summarize_percent(whole, ev.ranks)
             log.info("%s %s (authors' protocol): mAP %.2f rank-1 %.2f", paths.dataset, name,
                      authors[name]["mAP"], authors[name]["rank1"])
+    mask_net = load_mask_net(paths.checkpoint(3), params, device)
+    dependence = input_dependence(masks_of(mask_net, query, crop, device, ev.batch_size, layout(params)))
+    log.info("%s stage-3 masks: input dependence %.4f (0: the same mask on every image)", paths.dataset, dependence)
     final = results["stage3"]
     headline = [k for k in ("mAP", "rank1", "rank5", "mINP") if k in final]
     # metrics/<ds>.json: only the numbers people compare (dvc exp show / metrics diff columns)
     metrics = {"mAP": final["mAP"], "rank1": final["rank1"],
                **{name: {k: results[name][k] for k in headline} for name in ("stage1", "stage3")},
                "authors_protocol": {name: {k: authors[name][k] for k in ("mAP", "rank1")} for name in authors},
-               "reranked": bool(ev.rerank)}
+               "mask_input_dependence": round(dependence, 6), "reranked": bool(ev.rerank)}
     reranking = ({"used": True, "k1": ev.rerank_k1, "k2": ev.rerank_k2, "lambda": ev.rerank_lambda}
                  if ev.rerank else {"used": False})
     details = {"protocol": "standard", "reranking": reranking,
