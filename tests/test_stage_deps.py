@@ -98,22 +98,34 @@ def test_declared_code_is_exactly_what_the_stage_loads(name: str) -> None:
     assert folders == [], f"{name}: declare code files, not folders ({folders})"
 
 
+@pytest.fixture(scope="module")
+def runtime_modules() -> dict[str, set[Path]]:
+    """For every stage, in a fresh interpreter each (started together), the project modules that importing the
+    stage script and the code it hands to the stage runner puts in sys.modules."""
+    procs = {}
+    for name, stage in _stages().items():
+        script = _script(stage)
+        actions = [m.group(1) for n in ast.walk(ast.parse(script.read_text())) if isinstance(n, ast.Constant)
+                   and isinstance(n.value, str) and (m := MODULE_STRING.match(n.value))]
+        probe = (f"import importlib, json, runpy, sys\nrunpy.run_path({str(script)!r}, run_name='not_main')\n"
+                 f"for m in {actions!r}: importlib.import_module(m)\n"
+                 "print(json.dumps(sorted(k for k in sys.modules if k == 'maskreid' or k.startswith('maskreid.'))))")
+        procs[name] = subprocess.Popen([sys.executable, "-c", probe], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True, cwd=REPO)
+    loaded = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        loaded[name] = {module_file(n) for n in json.loads(out)}
+    return loaded
+
+
 @pytest.mark.parametrize("name", sorted(_stages()))
-def test_static_analysis_sees_everything_a_real_import_loads(name: str) -> None:
-    """Guards the analysis above: import the stage script and the code it hands to the stage runner, in a
-    fresh interpreter, and check sys.modules holds no project module the static closure missed."""
-    stage = _stages()[name]
-    script = _script(stage)
-    actions = [m.group(1) for n in ast.walk(ast.parse(script.read_text())) if isinstance(n, ast.Constant)
-               and isinstance(n.value, str) and (m := MODULE_STRING.match(n.value))]
-    probe = (f"import importlib, json, runpy, sys\nrunpy.run_path({str(script)!r}, run_name='not_main')\n"
-             f"for m in {actions!r}: importlib.import_module(m)\n"
-             "print(json.dumps(sorted(k for k in sys.modules if k == 'maskreid' or k.startswith('maskreid.'))))")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 0, result.stderr
-    runtime = {module_file(n) for n in json.loads(result.stdout)}
+def test_static_analysis_sees_everything_a_real_import_loads(name: str, runtime_modules: dict) -> None:
+    """Guards the analysis above: what a real import loads is within the static closure."""
+    runtime = runtime_modules[name]
     assert None not in runtime
-    assert runtime <= static_closure(script)
+    assert runtime <= static_closure(_script(_stages()[name]))
 
 
 def test_prepare_depends_on_its_own_raw_folder_and_params_only() -> None:
