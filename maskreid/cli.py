@@ -52,6 +52,7 @@ def ablation(exp_show: Path | None, out: Path) -> int:
     import subprocess
 
     from maskreid.ablation import AblationError, load_exp_show, write_ablation
+    from maskreid.io import atomic_write_text
 
     try:
         if exp_show is None:
@@ -59,8 +60,7 @@ def ablation(exp_show: Path | None, out: Path) -> int:
             if listing.returncode != 0:
                 raise AblationError(f"`dvc exp show --json` failed: {listing.stderr.strip()[-500:]}")
             exp_show = out / "ablation_exp_show.json"
-            out.mkdir(parents=True, exist_ok=True)
-            exp_show.write_text(listing.stdout)
+            atomic_write_text(exp_show, listing.stdout)
         summary = write_ablation(load_exp_show(exp_show), out)
     except AblationError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -6,21 +6,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from maskreid.data.loading import ImageCache, Normalizer, center_crop, to_model_input
+from maskreid.data.loading import ImageCache
+from maskreid.features import extract_features
 
 
-@torch.no_grad()
 def masks_of(mask_net: nn.Module, cache: ImageCache, crop: tuple[int, int], device: torch.device,
              batch_size: int = 64, memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
-    """M's masks (N, H, W) in fp32 for the centre-cropped images of `cache` (the test transform)."""
-    mask_net.eval()
-    normalizer = Normalizer(device)
-    out = []
-    for start in range(0, len(cache), batch_size):
-        batch = to_model_input(center_crop(cache.images[start:start + batch_size], crop), normalizer, device,
-                               memory_format)
-        out.append(mask_net(batch).float()[:, 0].cpu())
-    return torch.cat(out)
+    """M's masks (N, H, W) in fp32 for the centre-cropped images of `cache` (the test transform, batched as
+    for F's embeddings)."""
+    return torch.from_numpy(extract_features(mask_net, cache, crop, batch_size, device, memory_format))[:, 0]
 
 
 def input_dependence(masks: torch.Tensor) -> float:
