@@ -70,6 +70,121 @@ def ablation(exp_show: Path | None, out: Path) -> int:
     return 0
 
 
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def extract(model: Path, inputs: list[Path], out: Path, batch_size: int, on_bad_image: str) -> int:
+    """Embed image files or folders with a checkpoint or ONNX model; write .parquet or .npz."""
+    from maskreid.gallery import GalleryError, collect_images, extract_files, save_features
+    from maskreid.inference import ModelLoadError, load_embedder
+
+    try:
+        if out.suffix not in (".parquet", ".npz"):
+            raise GalleryError(f"{out}: the output must end in .parquet or .npz")
+        embedder = load_embedder(model)
+        table = extract_files(embedder, collect_images(inputs), batch_size, on_bad_image)
+        save_features(table, out)
+    except (GalleryError, ModelLoadError) as err:
+        return _error(str(err))
+    for path, reason in table.skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print(f"wrote {out}: {len(table)} embeddings of {table.features.shape[1]} dims"
+          + (f" ({len(table.skipped)} undecodable image(s) skipped)" if table.skipped else ""))
+    return 0
+
+
+def _gallery_features(gallery: Path, model: Path, embedder, cache_dir: Path, batch_size: int):
+    """A feature file as given, or a folder's features, extracted once and cached in cache_dir (reused while
+    neither the images nor the model change)."""
+    from maskreid.gallery import collect_images, extract_files, files_key, load_features, save_features
+
+    if gallery.is_file():
+        return load_features(gallery), None
+    files = collect_images([gallery])
+    cache = cache_dir / f"{gallery.resolve().name}.features-{files_key(files, model)}.npz"
+    if cache.is_file():
+        return load_features(cache), f"gallery features reused from {cache}"
+    table = extract_files(embedder, files, batch_size, "skip")
+    for old in cache_dir.glob(f"{gallery.resolve().name}.features-*.npz"):
+        old.unlink()
+    save_features(table, cache)
+    skipped = f"; {len(table.skipped)} undecodable image(s) skipped" if table.skipped else ""
+    return table, f"gallery features of {len(table)} images cached in {cache}{skipped}"
+
+
+def search(model: Path, query: Path, gallery: Path, top: int, out: Path | None, index_kind: str,
+           batch_size: int) -> int:
+    """Rank a gallery (folder or feature file) for one query image; print the top-k; draw them with -o."""
+    from maskreid.gallery import GalleryError, decode_problem, extract_files, parse_ids
+    from maskreid.inference import ModelLoadError, load_embedder
+    from maskreid.search import IndexSettings, SearchError, build_index
+
+    try:
+        if top < 1:
+            raise GalleryError(f"--top {top}: must be at least 1")
+        if out is not None and out.suffix.lower() != ".png":
+            raise GalleryError(f"{out}: the ranked-list picture is written as .png")
+        embedder = load_embedder(model)
+        if not query.is_file():
+            raise GalleryError(f"{query}: query image not found")
+        query_table = extract_files(embedder, [query], 1, "error", progress=False)
+        if not gallery.exists():
+            raise GalleryError(f"{gallery}: gallery folder or feature file not found")
+        cache_dir = (out.parent if out is not None else Path("."))
+        table, note = _gallery_features(gallery, model, embedder, cache_dir, batch_size)
+        if table.spec != embedder.spec:
+            raise GalleryError(f"{gallery}: features made by another model ({table.spec.backbone}, trained on "
+                               f"{table.spec.dataset}, params {table.spec.params_hash}) than {model}")
+        index = build_index([table.features], table.features.shape[1], IndexSettings(kind=index_kind),
+                            expected_size=len(table))
+        distances, indices = index.search(query_table.features, top)
+    except (GalleryError, ModelLoadError, SearchError) as err:
+        return _error(str(err))
+    if note:
+        print(note, file=sys.stderr)
+    q_pid = query_table.pids[0]
+    print(f"query {query}" + (f" (person {q_pid}, camera {query_table.camids[0]})" if q_pid is not None else ""))
+    for rank, (d, i) in enumerate(zip(distances[0], indices[0]), 1):
+        pid = table.pids[i]
+        same = "" if pid is None or q_pid is None else ("  same person" if pid == q_pid else "")
+        print(f"{rank:3d}  {d:9.4f}  {table.paths[i]}{same}")
+    if out is not None:
+        from maskreid.ranked_lists import Hit, RankedRow, draw_ranked_lists
+
+        spec = embedder.spec
+        hits = []
+        for d, i in zip(distances[0], indices[0]):
+            pixels, problem = decode_problem(Path(table.paths[i]), spec.resize)
+            if pixels is None:
+                return _error(f"{table.paths[i]}: gallery image listed in the features cannot be drawn: {problem}")
+            pid = table.pids[i]
+            hits.append(Hit(pixels, float(d), None if pid is None or q_pid is None else pid == q_pid))
+        q_pixels, _ = decode_problem(query, spec.resize)
+        label = query.name if q_pid is None else f"person {q_pid}"
+        draw_ranked_lists([RankedRow(q_pixels, label, [hits])], out, [f"top {len(hits)} of {len(table)}"],
+                          thumb=spec.resize)
+        print(f"wrote {out}")
+    return 0
+
+
+def export(model: Path, out: Path) -> int:
+    """ONNX export of a checkpoint, checked against PyTorch with onnxruntime."""
+    from maskreid.export import ExportError, export_onnx
+    from maskreid.inference import ModelLoadError
+
+    if out.suffix.lower() != ".onnx":
+        return _error(f"{out}: the export is written as .onnx")
+    try:
+        check = export_onnx(model, out)
+    except (ExportError, ModelLoadError) as err:
+        return _error(str(err))
+    print(f"wrote {out} (onnxruntime vs PyTorch on {check['images_checked']} images: max abs difference "
+          f"{check['max_abs_difference']:.2e})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="maskreid", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,9 +202,35 @@ def main(argv: list[str] | None = None) -> int:
     ab.add_argument("--exp-show", type=Path, default=None,
                     help="a saved `dvc exp show --json` listing (default: run it in the current repository)")
     ab.add_argument("-o", "--out", type=Path, default=Path("reports"), help="output folder (default reports/)")
+    ex = sub.add_parser("extract", help="embeddings of image files or folders (recursive) with a trained model")
+    ex.add_argument("model", type=Path, help="a checkpoint (models/<ds>/stage3.pt) or its ONNX export")
+    ex.add_argument("images", type=Path, nargs="+", help="image files and/or folders")
+    ex.add_argument("-o", "--out", type=Path, required=True, help="features.parquet or features.npz")
+    ex.add_argument("--batch-size", type=int, default=64)
+    ex.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
+                    help="error: list every undecodable image and write nothing | skip: leave them out, listed")
+    se = sub.add_parser("search", help="rank a gallery for a query image; draw the ranked list with -o")
+    se.add_argument("model", type=Path, help="a checkpoint or its ONNX export")
+    se.add_argument("query", type=Path, help="the query image")
+    se.add_argument("--gallery", type=Path, required=True,
+                    help="a folder of images (features extracted once, cached beside -o) or a feature file")
+    se.add_argument("--top", type=int, default=10)
+    se.add_argument("-o", "--out", type=Path, default=None, help="ranked.png: query, then the top-k images")
+    se.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="flat",
+                    help="flat: exact (default) | ivf, hnsw: approximate, for galleries of millions")
+    se.add_argument("--batch-size", type=int, default=64)
+    xp = sub.add_parser("export", help="ONNX export of a checkpoint, checked with onnxruntime")
+    xp.add_argument("model", type=Path, help="a checkpoint, e.g. models/synthetic/stage3.pt")
+    xp.add_argument("-o", "--out", type=Path, required=True, help="model.onnx")
     args = parser.parse_args(argv)
     if args.command == "ablation":
         return ablation(args.exp_show, args.out)
+    if args.command == "extract":
+        return extract(args.model, args.images, args.out, args.batch_size, args.on_bad_image)
+    if args.command == "search":
+        return search(args.model, args.query, args.gallery, args.top, args.out, args.index, args.batch_size)
+    if args.command == "export":
+        return export(args.model, args.out)
     try:
         result = evaluate_distances(args.file, args.max_rank, not args.keep_same_camera, args.rerank,
                                     args.k1, args.k2, args.lambda_value)

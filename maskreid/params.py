@@ -222,7 +222,10 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     margin = c.number(raw, "triplet_margin", "", low=0.0)
     sparsity_weight = c.number(raw, "sparsity_weight", "", low=0.0)
     mask_every = c.positive_int(raw, "mask_update_every", "")
-    precision = c.choice(raw, "precision", "", PRECISIONS)
+    if "precision" in raw:
+        c.problems.append("precision: now set per profile (profiles.<name>.precision: the paper profile trains "
+                          "in fp32, quick uses auto); remove the top-level key")
+    precision = None
     channels_last = c.boolean(raw, "channels_last", "")
 
     ev = c.get(raw, "evaluation", "")
@@ -301,6 +304,7 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
         c.problems.append(f"profiles.{profile}: missing (profile={profile!r})")
     if isinstance(prof, dict):
         p = f"profiles.{profile}."
+        precision = c.choice(prof, "precision", p, PRECISIONS)
         m = c.get(prof, "model", p)
         if m is not None:
             backbone = c.get(m, "backbone", p + "model.")

@@ -54,5 +54,13 @@ class DatasetPaths:
         return self.root / "plots" / "cmc" / f"{self.dataset}.csv"
 
     @property
+    def ranked_lists(self) -> Path:
+        return self.root / "plots" / "ranked" / f"{self.dataset}.png"
+
+    @property
+    def onnx(self) -> Path:
+        return self.root / "models" / self.dataset / "stage3.onnx"
+
+    @property
     def mask_figure(self) -> Path:
         return self.root / "plots" / "masks" / f"{self.dataset}.png"

@@ -17,8 +17,8 @@ from tests.test_pipeline import TINY, TINY_PROFILE
 def test_far_too_high_learning_rate_stops_with_stage_epoch_and_step(tmp_path: Path) -> None:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw.update(TINY)
-    raw["precision"] = "fp32"
-    raw["profiles"]["quick"] = {**TINY_PROFILE, "stage1": {**TINY_PROFILE["stage1"], "lr": 1e30, "epochs": 2}}
+    raw["profiles"]["quick"] = {**TINY_PROFILE, "precision": "fp32",
+                                "stage1": {**TINY_PROFILE["stage1"], "lr": 1e30, "epochs": 2}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     params = load_params(tmp_path / "params.yaml")
     paths = DatasetPaths("synthetic", tmp_path)

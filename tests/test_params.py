@@ -26,6 +26,12 @@ def test_repository_params_are_valid_and_faithful_to_the_paper() -> None:
     assert (paper.input.resize, paper.input.crop, paper.input.flip) == ((234, 117), (224, 112), 0.5)
     assert (paper.stage1.epochs, paper.stage2.epochs, paper.stage3.epochs) == (50, 25, 100)
     assert (paper.stage1.ids_per_batch, paper.stage1.images_per_id, paper.stage1.lr) == (20, 3, 2e-4)
+    assert paper.precision == "fp32" and p.precision == "auto"      # precision belongs to the profile
+
+
+def test_top_level_precision_is_refused_with_where_it_went(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match=r"precision: now set per profile \(profiles.<name>.precision"):
+        load_params(_write(tmp_path, lambda raw: raw.update(precision="fp32")))
 
 
 def test_override_syntax_as_dvc_exp_run_uses_it() -> None:
@@ -41,7 +47,7 @@ def test_every_problem_is_listed_in_one_message(tmp_path: Path) -> None:
         raw["profiles"]["quick"]["model"]["pretrained"] = "/no/such/weights.pth"
         raw["profiles"]["quick"]["input"]["crop"] = [200, 64]
         raw["profiles"]["quick"]["stage1"]["epochs"] = 0
-        raw["precision"] = "fp8"
+        raw["profiles"]["quick"]["precision"] = "fp8"
         raw["channels_last"] = "yes"
         raw["evaluation"]["rerank"] = 1
         raw["evaluation"]["rerank_lambda"] = 2
@@ -59,7 +65,7 @@ def test_every_problem_is_listed_in_one_message(tmp_path: Path) -> None:
     for expected in ("lambda1: 1.5 outside [0.0, 1.0]", "drop_ratio: 1.0 outside (0.0, 1.0)", "unknown ['mars']",
                      "'resnet5000' is not one of resnet18, resnet34", "'/no/such/weights.pth' is neither",
                      "crop: [200, 64] is larger than resize [134, 67]", "stage1.epochs: 0 outside [1",
-                     "precision: 'fp8' is not one of auto, bf16, fp16, fp32",
+                     "profiles.quick.precision: 'fp8' is not one of auto, bf16, fp16, fp32",
                      "channels_last: expected true or false, got 'yes'", "evaluation.rerank: expected true or false",
                      "evaluation.rerank_lambda: 2 outside [0.0, 1.0]"):
         assert expected in message

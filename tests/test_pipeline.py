@@ -32,6 +32,7 @@ TINY = {
                    "rerank_k1": 20, "rerank_k2": 6, "rerank_lambda": 0.3},
 }
 TINY_PROFILE = {
+    "precision": "auto",
     "model": {"backbone": "resnet18", "pretrained": "none", "embedding_dim": 64, "unet_width": 4},
     "input": {"resize": [68, 34], "crop": [64, 32], "flip": 0.5},
     "stage1": {"epochs": 2, "ids_per_batch": 8, "images_per_id": 2, "lr": 0.0002},

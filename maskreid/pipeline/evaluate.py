@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from maskreid.checkpoints import load_checkpoint
 from maskreid.data.loading import ImageCache
 from maskreid.data.market import JUNK_PID
 from maskreid.evaluation import euclidean_distances, evaluate, summarize_percent
@@ -53,6 +54,7 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
     results: dict[str, Any] = {}
     authors: dict[str, Any] = {}
     curves: dict[str, list[float]] = {}
+    scored_distances: dict[str, np.ndarray] = {}
     for name, embed in models.items():
         q_feat, g_feat = embed(query), embed(gallery)
         distmat = euclidean_distances(q_feat, g_feat)
@@ -66,6 +68,7 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
                                          ev.rerank_k1, ev.rerank_k2, ev.rerank_lambda)
         raw = evaluate(ranked, query.pids, gallery.pids[scored], query.camids, gallery.camids[scored], ev.max_rank)
         results[name] = summarize_percent(raw, ev.ranks)
+        scored_distances[name] = ranked
         curves[name] = raw["cmc"]
         log.info("%s %s: mAP %.2f rank-1 %.2f", paths.dataset, name, results[name]["mAP"], results[name]["rank1"])
         if name in ("stage1", "stage3"):
@@ -92,13 +95,46 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
                                                    "images kept (the authors' public code); not the standard; "
                                                    "never re-ranked",
                                     "gallery_images": len(gallery), **authors},
+               "training": {f"stage{n}": load_checkpoint(paths.checkpoint(n)).get("training") for n in (1, 2, 3)},
                "provenance": {**provenance(device, params.precision),
                               "evaluate_seconds": round(time.perf_counter() - began, 1)}}
+    draw_ranked_samples(query, gallery, scored, {k: scored_distances[k] for k in ("stage1", "stage3")},
+                        paths.ranked_lists, params.seed)
     cmc = pd.DataFrame({"rank": np.arange(1, ev.max_rank + 1), **{k: np.round(v, 6) for k, v in curves.items()}})
     atomic_write_text(paths.cmc, cmc.to_csv(index=False))
     atomic_write_text(details_path(paths), json.dumps(details, indent=2) + "\n")
     atomic_write_text(paths.metrics, json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+RANKED_QUERIES, RANKED_TOP = 8, 10
+
+
+def draw_ranked_samples(query: ImageCache, gallery: ImageCache, scored: np.ndarray,
+                        distances: dict[str, np.ndarray], out: Path, seed: int) -> None:
+    """The top 10 of the same seeded sample of 8 queries under each model, side by side, ranked as the
+    standard protocol ranks them (junk and same-person same-camera images left out): where people see
+    what stage 3 changed."""
+    from maskreid.ranked_lists import Hit, RankedRow, draw_ranked_lists
+
+    g_pids, g_camids = gallery.pids[scored], gallery.camids[scored]
+    g_images = gallery.images[torch.from_numpy(np.flatnonzero(scored))]
+    picks = np.sort(np.random.default_rng(seed).choice(len(query), min(RANKED_QUERIES, len(query)), replace=False))
+    rows = []
+    for q in picks:
+        keep = ~((g_pids == query.pids[q]) & (g_camids == query.camids[q]))
+        blocks = []
+        for dist in distances.values():
+            order = [i for i in np.argsort(dist[q], kind="stable") if keep[i]][:RANKED_TOP]
+            blocks.append([Hit(_hwc(g_images[i]), float(dist[q, i]), bool(g_pids[i] == query.pids[q]))
+                           for i in order])
+        rows.append(RankedRow(_hwc(query.images[q]), f"person {query.pids[q]}", blocks))
+    draw_ranked_lists(rows, out, [f"{name}: top {RANKED_TOP}" for name in distances],
+                      thumb=tuple(query.images.shape[-2:]))
+
+
+def _hwc(image: torch.Tensor) -> np.ndarray:
+    return image.permute(1, 2, 0).numpy()
 
 
 def details_path(paths: DatasetPaths) -> Path:

@@ -14,14 +14,16 @@ import pandas as pd
 import torch
 
 from maskreid.checkpoints import load_checkpoint, save_checkpoint
-from maskreid.data.loading import ImageCache, Normalizer
+from maskreid.data.loading import IMAGENET_MEAN, IMAGENET_STD, ImageCache, Normalizer
 from maskreid.data.sampler import PKSampler
 from maskreid.io import atomic_write_text
+from maskreid.model_spec import ModelSpec, settings_hash
 from maskreid.params import Params
 from maskreid.paths import DatasetPaths
 from maskreid.pipeline.common import (build_extractor, build_extractor_from, build_mask_net, layout, load_split,
                                       pick_device, seed_everything)
 from maskreid.precision import MixedPrecision
+from maskreid.provenance import device_name
 from maskreid.resume import Progress, TrainingState, fingerprint
 from maskreid.training import BatchMaker, train_extractor_epoch, train_joint_epoch, train_mask_epoch
 
@@ -42,8 +44,12 @@ class LossLog:
     def __init__(self, path: Path, columns: list[str]) -> None:
         self.path, self.columns, self.rows = path, ["epoch"] + columns, []
 
-    def add(self, epoch: int, values: dict[str, float]) -> None:
-        self.rows.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in values.items()}})
+    def add(self, epoch: int, values: dict[str, float], seconds: float | None = None) -> None:
+        """`seconds` (the epoch's wall time) is kept in the rows, so it survives a resume, but not in the CSV."""
+        row = {"epoch": epoch + 1, **{k: round(v, 6) for k, v in values.items()}}
+        if seconds is not None:
+            row["wall_seconds"] = round(seconds, 3)
+        self.rows.append(row)
         self.write()
 
     def write(self) -> None:
@@ -69,11 +75,20 @@ def _stage_settings(params: Params, stage: int) -> dict[str, Any]:
     return {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in settings.items()}
 
 
+def inference_spec(params: Params, dataset: str, stage: int) -> ModelSpec:
+    """What a user of the saved F needs (maskreid extract/search/export), so the file stands alone."""
+    return ModelSpec(backbone=params.model.backbone, embedding_dim=params.model.embedding_dim,
+                     resize=tuple(params.input.resize), crop=tuple(params.input.crop), mean=IMAGENET_MEAN,
+                     std=IMAGENET_STD, dataset=dataset, stage=stage,
+                     params_hash=settings_hash(_stage_settings(params, stage)))
+
+
 def _train(name: str, epochs: int, step: Callable[[int], dict[str, float]], state: TrainingState,
            progress: Progress, logs: dict[str, LossLog], final: Path, final_payload: Callable[[], dict],
            make: BatchMaker) -> None:
     """Run epochs from the last complete one; save progress after each; the final checkpoint, then mark done.
-    Each epoch's log line gives its wall time and the share spent making batches (the input pipeline)."""
+    Each epoch's log line gives its wall time and the share spent making batches (the input pipeline); the
+    checkpoint records the total training wall time (summed over resumed runs), precision and device."""
     start = 0
     saved = progress.load()
     if saved is not None:
@@ -86,13 +101,16 @@ def _train(name: str, epochs: int, step: Callable[[int], dict[str, float]], stat
         began, make.seconds = time.perf_counter(), 0.0
         values = step(epoch)
         seconds = time.perf_counter() - began
-        logs["main"].add(epoch, values)
+        logs["main"].add(epoch, values, seconds)
         progress.save(epoch + 1, state, {k: v.rows for k, v in logs.items()})
         log.info("%s epoch %d/%d: %s (%.1f s, input pipeline %.1f%%)", name, epoch + 1, epochs,
                  ", ".join(f"{k}={v:.4f}" for k, v in values.items()), seconds, 100 * make.seconds / seconds)
     for loss_log in logs.values():
         loss_log.write()   # also present when resumed after the last epoch, or when a log stayed empty
-    save_checkpoint(final, final_payload())
+    record = {"wall_seconds": round(sum(row.get("wall_seconds", 0.0) for row in logs["main"].rows), 1),
+              "epochs": epochs, "precision": make.amp.name, "device": device_name(make.device),
+              "cpu_threads": torch.get_num_threads()}
+    save_checkpoint(final, {**final_payload(), "training": record})
     progress.save(epochs, state, {k: v.rows for k, v in logs.items()}, complete=True)
 
 
@@ -112,7 +130,8 @@ def train_stage1(params: Params, paths: DatasetPaths) -> None:
     _train("stage1", s1.epochs,
            lambda e: train_extractor_epoch(extractor, optimizer, make, sampler, params.triplet_margin, e),
            state, progress, {"main": LossLog(paths.losses("stage1"), STAGE1_LOSSES)}, paths.checkpoint(1),
-           lambda: {"extractor": extractor.state_dict(), "model": dataclasses.asdict(params.model)}, make)
+           lambda: {"extractor": extractor.state_dict(), "model": dataclasses.asdict(params.model),
+                    "inference": inference_spec(params, paths.dataset, 1).to_dict()}, make)
 
 
 def train_stage2(params: Params, paths: DatasetPaths) -> None:
@@ -176,4 +195,5 @@ def train_stage3(params: Params, paths: DatasetPaths) -> None:
 
     _train("stage3", params.stage3.epochs, epoch_step, state, progress, logs, paths.checkpoint(3),
            lambda: {"extractor": extractor.state_dict(), "mask": mask_net.state_dict(),
-                    "model": dataclasses.asdict(params.model), "hiding": params.hiding}, make)
+                    "model": dataclasses.asdict(params.model), "hiding": params.hiding,
+                    "inference": inference_spec(params, paths.dataset, 3).to_dict()}, make)

@@ -1,0 +1,112 @@
+"""A trained F as a function from image files to embeddings: from a checkpoint (PyTorch) or an ONNX export
+(onnxruntime), with the test transform the file itself describes (resize, centre crop, normalisation)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from maskreid.checkpoints import CheckpointError, load_checkpoint
+from maskreid.data.loading import center_crop
+from maskreid.model_spec import ModelSpec, ModelSpecError
+
+ONNX_METADATA_KEY = "maskreid"
+
+
+class ModelLoadError(RuntimeError):
+    """A model file is missing, unreadable, not ours, or of another version: the message names the file."""
+
+
+class Embedder(Protocol):
+    """Embeds a batch of images already resized to spec.resize: uint8 (B, 3, H, W) -> float32 (B, D)."""
+
+    spec: ModelSpec
+    source: Path
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray: ...
+
+
+def preprocess(images: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
+    """The test transform: centre crop of the resized image, [0, 1], then the spec's mean/std."""
+    batch = center_crop(images, spec.crop).float().div_(255)
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    return ((batch - mean) / std).contiguous()
+
+
+class TorchEmbedder:
+    """F in PyTorch, eval mode, fp32 (the CPU here has no bf16 units; see docs/BENCHMARKS.md)."""
+
+    def __init__(self, path: Path, channels_last: bool = True) -> None:
+        from maskreid.models.extractor import FeatureExtractor
+
+        self.source = Path(path)
+        try:
+            payload = load_checkpoint(self.source, required=("extractor",))
+        except CheckpointError as err:
+            raise ModelLoadError(str(err)) from err
+        if "inference" not in payload:
+            raise ModelLoadError(
+                f"{self.source}: made by an older maskreid: it lacks the inference description (backbone, input "
+                "size, normalisation); re-run its training stage (`dvc repro -f train_joint@<dataset>`)")
+        try:
+            self.spec = ModelSpec.from_dict(payload["inference"], str(self.source))
+        except ModelSpecError as err:
+            raise ModelLoadError(str(err)) from err
+        self.model = FeatureExtractor(self.spec.backbone, self.spec.embedding_dim, "none")
+        try:
+            self.model.load_state_dict(payload["extractor"])
+        except RuntimeError as err:
+            raise ModelLoadError(f"{self.source}: weights do not fit {self.spec.backbone} with a "
+                                 f"{self.spec.embedding_dim}-d embedding ({str(err).splitlines()[0]})") from err
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model.eval().to(memory_format=self.memory_format)
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        batch = preprocess(images, self.spec).to(memory_format=self.memory_format)
+        return self.model(batch).float().numpy()
+
+
+class OnnxEmbedder:
+    """The ONNX export run by onnxruntime; preprocessing from the metadata the export recorded."""
+
+    def __init__(self, path: Path, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        self.source = Path(path)
+        if not self.source.is_file():
+            raise ModelLoadError(f"{self.source}: model file not found")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(self.source), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ModelLoadError(f"{self.source}: not a readable ONNX model ({str(err).splitlines()[0]})") from err
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if ONNX_METADATA_KEY not in meta:
+            raise ModelLoadError(f"{self.source}: an ONNX model without maskreid's metadata (key "
+                                 f"{ONNX_METADATA_KEY!r}); export one with `maskreid export`")
+        try:
+            self.spec = ModelSpec.from_dict(json.loads(meta[ONNX_METADATA_KEY]), str(self.source))
+        except (ValueError, ModelSpecError) as err:
+            raise ModelLoadError(str(err)) from err
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        batch = preprocess(images, self.spec).numpy()
+        return self.session.run(None, {self.input_name: batch})[0].astype(np.float32, copy=False)
+
+
+def load_embedder(path: Path | str) -> Embedder:
+    """A checkpoint (.pt) or an ONNX export (.onnx), chosen by the file's suffix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: model file not found")
+    if path.suffix.lower() == ".onnx":
+        return OnnxEmbedder(path)
+    return TorchEmbedder(path)
