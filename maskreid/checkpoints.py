@@ -30,6 +30,9 @@ def load_checkpoint(path: Path | str, required: tuple[str, ...] = ()) -> dict[st
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):      # corrupt bytes, not a refused class or function
+            raise CheckpointError(f"{path}: not a readable checkpoint (corrupt, truncated or not a torch file: "
+                                  f"{err.__context__ or 'unpickling failed'})") from err
         raise CheckpointError(f"{path}: refused: the file holds pickled objects other than tensors and plain "
                               "values (possibly code); it was not executed. Only load checkpoints you trust, "
                               "re-saved as plain state dicts.") from err

@@ -115,9 +115,9 @@ def _gallery_features(gallery: Path, model: Path, embedder, cache_dir: Path, bat
 
 
 def search(model: Path, query: Path, gallery: Path, top: int, out: Path | None, index_kind: str,
-           batch_size: int) -> int:
+           batch_size: int, nprobe: int = 16) -> int:
     """Rank a gallery (folder or feature file) for one query image; print the top-k; draw them with -o."""
-    from maskreid.gallery import GalleryError, decode_problem, extract_files, parse_ids
+    from maskreid.gallery import GalleryError, decode_problem, extract_files
     from maskreid.inference import ModelLoadError, load_embedder
     from maskreid.search import IndexSettings, SearchError, build_index
 
@@ -137,7 +137,7 @@ def search(model: Path, query: Path, gallery: Path, top: int, out: Path | None, 
         if table.spec != embedder.spec:
             raise GalleryError(f"{gallery}: features made by another model ({table.spec.backbone}, trained on "
                                f"{table.spec.dataset}, params {table.spec.params_hash}) than {model}")
-        index = build_index([table.features], table.features.shape[1], IndexSettings(kind=index_kind),
+        index = build_index([table.features], table.features.shape[1], IndexSettings(kind=index_kind, nprobe=nprobe),
                             expected_size=len(table))
         distances, indices = index.search(query_table.features, top)
     except (GalleryError, ModelLoadError, SearchError) as err:
@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     se.add_argument("-o", "--out", type=Path, default=None, help="ranked.png: query, then the top-k images")
     se.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="flat",
                     help="flat: exact (default) | ivf, hnsw: approximate, for galleries of millions")
+    se.add_argument("--nprobe", type=int, default=16, help="ivf: lists visited per query (recall vs speed)")
     se.add_argument("--batch-size", type=int, default=64)
     xp = sub.add_parser("export", help="ONNX export of a checkpoint, checked with onnxruntime")
     xp.add_argument("model", type=Path, help="a checkpoint, e.g. models/synthetic/stage3.pt")
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "extract":
         return extract(args.model, args.images, args.out, args.batch_size, args.on_bad_image)
     if args.command == "search":
-        return search(args.model, args.query, args.gallery, args.top, args.out, args.index, args.batch_size)
+        return search(args.model, args.query, args.gallery, args.top, args.out, args.index, args.batch_size, args.nprobe)
     if args.command == "export":
         return export(args.model, args.out)
     try:

@@ -6,7 +6,8 @@ message that lists every problem, instead of after minutes of training.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -122,6 +123,7 @@ class Params:
     stage1: Stage1Params
     stage2: Stage2Params
     stage3: Stage3Params
+    cross_domain: dict[str, tuple[str, str]] = field(default_factory=dict)   # name -> (train set, test set)
 
 
 def load_raw(params_file: Path | str = "params.yaml", overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -350,13 +352,42 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
             if e3 is not None:
                 sections["stage3"] = Stage3Params(e3)
 
+    cross_domain = _cross_domain(c, raw.get("cross_domain", {}), datasets or [])
     if c.problems:
         raise ParamsError(f"{source}: {len(c.problems)} problem(s):\n  - " + "\n  - ".join(c.problems))
     return Params(seed=seed, datasets=tuple(datasets), profile=profile, lambda1=lambda1, lambda2=lambda2,
                   drop_ratio=drop_ratio, hiding=hiding, triplet_margin=margin, sparsity_weight=sparsity_weight,
                   mask_update_every=mask_every, precision=precision,
                   channels_last=channels_last, evaluation=evaluation, synthetic=synthetic, cuhk01=cuhk01, data=data,
-                  **sections)
+                  cross_domain=cross_domain, **sections)
+
+
+def _cross_domain(c: "_Checker", raw: Any, datasets: list[str]) -> dict[str, tuple[str, str]]:
+    """`cross_domain: {name: {train: A, test: B}}`: F trained on A, scored on B's test split; both in datasets."""
+    if raw is None or raw == {}:
+        return {}
+    if not isinstance(raw, dict):
+        c.problems.append(f"cross_domain: expected a mapping name -> {{train: <dataset>, test: <dataset>}}, got {raw!r}")
+        return {}
+    pairs = {}
+    for name, pair in raw.items():
+        where = f"cross_domain.{name}"
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", str(name)):
+            c.problems.append(f"{where}: names use letters, digits, '_' and '-' (it becomes a stage and file name)")
+            continue
+        if not isinstance(pair, dict) or set(pair) != {"train", "test"}:
+            c.problems.append(f"{where}: expected {{train: <dataset>, test: <dataset>}}, got {pair!r}")
+            continue
+        missing = [pair[k] for k in ("train", "test") if pair[k] not in datasets]
+        if missing:
+            c.problems.append(f"{where}: {missing} not in datasets {datasets} (both sets must be prepared, and the "
+                              "train set trained, by their own stages)")
+            continue
+        if pair["train"] == pair["test"]:
+            c.problems.append(f"{where}: train and test are both {pair['train']!r}; that is evaluate@{pair['train']}")
+            continue
+        pairs[str(name)] = (str(pair["train"]), str(pair["test"]))
+    return pairs
 
 
 def load_params(params_file: Path | str = "params.yaml", overrides: Sequence[str] = ()) -> Params:

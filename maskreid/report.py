@@ -100,6 +100,32 @@ def other_datasets(metrics_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["Dataset", "Method", "mAP", "R1"])
 
 
+def cross_domain_table(metrics_dir: Path) -> pd.DataFrame:
+    """Rows: the training set; columns: the test set; cells: stage-3 mAP / rank-1 with stage 1's in brackets.
+    The diagonal (in-domain) comes from metrics/<ds>.json of the same run, the rest from metrics/cross/."""
+    cells: dict[tuple[str, str], str] = {}
+    for path in sorted((metrics_dir / "cross").glob("*.json")):
+        m = read_metrics(path)
+        if not {"train", "test", "stage1", "stage3"} <= set(m):
+            raise ValueError(f"{path}: expected train, test, stage1 and stage3; re-run its cross_evaluate stage")
+        cells[m["train"], m["test"]] = _pair_cell(m)
+    if not cells:
+        return pd.DataFrame()
+    sets = sorted({d for pair in cells for d in pair})
+    for ds in sets:
+        own = metrics_dir / f"{ds}.json"
+        if own.is_file():
+            cells.setdefault((ds, ds), _pair_cell(read_metrics(own)) + " (in-domain)")
+    trained = sorted({train for train, _ in cells})
+    rows = [[train] + [cells.get((train, test), NOT_RUN) for test in sets] for train in trained]
+    return pd.DataFrame(rows, columns=["trained on \\ tested on"] + sets)
+
+
+def _pair_cell(metrics: dict) -> str:
+    s1, s3 = _lookup(metrics, "stage1", "standard"), _lookup(metrics, "stage3", "standard")
+    return f"{s3[0]} / {s3[1]} ({s1[0]} / {s1[1]})"
+
+
 def to_markdown(df: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
@@ -117,6 +143,11 @@ def write_report(metrics_dir: Path, out_md: Path, out_csv: Path) -> pd.DataFrame
             "lacks that entry (re-run its evaluate stage).\n\n" + to_markdown(table))
     if not others.empty:
         text += "\n## Other datasets of this run\n\n" + to_markdown(others)
+    cross = cross_domain_table(metrics_dir)
+    if not cross.empty:
+        text += ("\n## Cross-domain (params.yaml `cross_domain`)\n\nmAP / rank-1 in % of the final (stage-3) F, "
+                 "stage 1's in brackets; standard protocol. Each row's models are trained on that set only and "
+                 "scored unchanged on each column's test split.\n\n" + to_markdown(cross))
     atomic_write_text(out_md, text)
     atomic_write_text(out_csv, table.to_csv(index=False))
     return table

@@ -85,3 +85,18 @@ def test_stage_with_broken_params_fails_before_importing_torch(tmp_path: Path) -
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
     assert result.stdout.strip() == "exit 1 False"      # stopped with a message; torch never imported
     assert "lambda1: -0.1 outside [0.0, 1.0]" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cross_domain_pairs_must_name_prepared_datasets(tmp_path: Path) -> None:
+    def edit(raw: dict) -> None:
+        raw["datasets"] = ["synthetic", "custom"]
+        raw["cross_domain"] = {"ok": {"train": "synthetic", "test": "custom"}, "self": {"train": "custom", "test": "custom"},
+                               "far": {"train": "synthetic", "test": "market1501"}, "bad name": {"train": "a", "test": "b"}}
+    with pytest.raises(ParamsError) as err:
+        load_params(_write(tmp_path, edit))
+    message = str(err.value)
+    assert "3 problem(s)" in message and "cross_domain.self: train and test are both 'custom'" in message
+    assert "cross_domain.far: ['market1501'] not in datasets" in message and "cross_domain.bad name: names use" in message
+    ok = load_params(_write(tmp_path, lambda raw: (edit(raw), raw["cross_domain"].pop("self"), raw["cross_domain"].pop("far"),
+                                                   raw["cross_domain"].pop("bad name"))))
+    assert ok.cross_domain == {"ok": ("synthetic", "custom")}

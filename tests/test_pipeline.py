@@ -162,6 +162,42 @@ def test_metrics_are_what_the_saved_models_score(project: Path) -> None:
     assert metrics["stage1"]["mAP"] != metrics["stage3"]["mAP"]          # two different models were scored
 
 
+def test_final_model_stands_alone_exports_and_searches(project: Path, tmp_path: Path) -> None:
+    """The README's path from `dvc repro` to a ranked-list picture, and the ONNX export's parity: onnxruntime
+    ranks the synthetic gallery as PyTorch does (ties within 1e-4 aside)."""
+    from maskreid.checkpoints import load_checkpoint
+    from maskreid.gallery import collect_images, extract_files
+    from maskreid.inference import OnnxEmbedder, TorchEmbedder
+    from maskreid.model_spec import ModelSpec
+    from maskreid.params import load_params
+    from maskreid.pipeline.train import inference_spec
+
+    params = load_params(project / "params.yaml")
+    payload = load_checkpoint(project / "models" / "synthetic" / "stage3.pt")
+    assert ModelSpec.from_dict(payload["inference"], "stage3.pt") == inference_spec(params, "synthetic", 3)
+    assert payload["training"]["epochs"] == TINY_PROFILE["stage3"]["epochs"] and payload["training"]["wall_seconds"] > 0
+    check = json.loads((project / "models" / "synthetic" / "stage3.onnx.json").read_text())
+    assert check["max_abs_difference"] <= 1e-4 and check["images_checked"] > 5
+    images = project / "data" / "prepared" / "synthetic" / "images"
+    query_files, gallery_files = collect_images([images / "query"]), collect_images([images / "bounding_box_test"])
+    torch_model, onnx_model = TorchEmbedder(project / "models/synthetic/stage3.pt"), OnnxEmbedder(project / "models/synthetic/stage3.onnx")
+    distances = {}
+    for name, model in (("torch", torch_model), ("onnx", onnx_model)):
+        q, g = (extract_files(model, files, 32, progress=False).features for files in (query_files, gallery_files))
+        distances[name] = np.linalg.norm(q[:, None] - g[None], axis=2)
+    assert np.abs(distances["torch"] - distances["onnx"]).max() <= 1e-4
+    for row_t, row_o in zip(distances["torch"], distances["onnx"]):
+        assert (np.diff(row_o[np.argsort(row_t, kind="stable")]) >= -1e-4).all()   # the same order
+    out = tmp_path / "ranked.png"
+    result = run([str(Path(sys.executable).parent / "maskreid"), "search", "models/synthetic/stage3.pt",
+                  str(query_files[0]), "--gallery", "data/prepared/synthetic/images/bounding_box_test",
+                  "-o", str(out)], project)
+    assert result.stdout.count("\n") == 11 and out.stat().st_size > 0
+    with Image.open(project / "plots" / "ranked" / "synthetic.png") as figure:      # evaluate's ranked lists
+        assert figure.width > 20 * 32 and figure.height > 8 * 64
+    assert dvc_status(project) == {}                            # using the model changed nothing DVC tracks
+
+
 def test_nothing_changed_and_bytecode_was_written(project: Path) -> None:
     assert list((project / "maskreid").rglob("*.pyc")), "the stages ran without writing bytecode: test proves nothing"
     assert dvc_status(project) == {}
@@ -222,7 +258,8 @@ def test_lambda1_change_reruns_stage3_onwards_only(project: Path) -> None:
     git(project, "add", "-A")
     git(project, "commit", "-qm", "baseline", "--allow-empty")
     result = run(["dvc", "exp", "run", "-S", "lambda1=0.8"], project)
-    assert stages_run(result.stdout) == {"train_joint@synthetic", "evaluate@synthetic", "masks@synthetic", "report"}
+    assert stages_run(result.stdout) == {"train_joint@synthetic", "evaluate@synthetic", "masks@synthetic",
+                                         "export@synthetic", "report"}
     diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], project).stdout)
     assert {"mAP", "rank1"} <= set(diff["metrics/synthetic.json"])
 
@@ -255,12 +292,17 @@ def _tiny_market(root: Path) -> None:
 
 def test_queued_sweep_sees_dvc_tracked_raw_data(project: Path) -> None:
     """Queued experiments run in a temporary copy made from git and the DVC cache: raw data added the
-    documented way (`dvc add data/raw/<ds>`) is there; two queued runs finish and are listed."""
+    documented way (`dvc add data/raw/<ds>`) is there; two queued runs finish and are listed; the second
+    restores the training stages from DVC's run-cache; a cross-domain pair is scored and reported."""
     _tiny_market(project / "data" / "raw" / "custom")
     run(["dvc", "add", "data/raw/custom"], project)
-    git(project, "add", "data/raw/custom.dvc")          # data/raw/<ds>/ itself is git-ignored already
-    git(project, "commit", "-qm", "custom dataset tracked by DVC")
-    run(["dvc", "exp", "run", "--queue", "-S", "datasets=[custom]", "-S", "evaluation.max_rank=20,30"], project)
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    raw["datasets"] = ["synthetic", "custom"]
+    raw["cross_domain"] = {"synthetic_on_custom": {"train": "synthetic", "test": "custom"}}
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    git(project, "add", "data/raw/custom.dvc", "params.yaml")    # data/raw/<ds>/ itself is git-ignored already
+    git(project, "commit", "-qm", "custom dataset tracked by DVC, and a cross-domain pair")
+    run(["dvc", "exp", "run", "--queue", "-S", "evaluation.max_rank=20,30"], project)
     run(["dvc", "queue", "start", "-j", "1"], project)
     deadline = time.time() + 600
     while True:
@@ -270,10 +312,19 @@ def test_queued_sweep_sees_dvc_tracked_raw_data(project: Path) -> None:
         assert time.time() < deadline, status
         time.sleep(2)
     assert status.count("Success") == 2 and "Failed" not in status, status
+    tasks = [line.split()[0] for line in status.splitlines()[1:] if "Success" in line]
+    logs = "".join(run(["dvc", "queue", "logs", task], project).stdout for task in tasks)
+    assert logs.count("Running stage 'train_extractor@custom'") == 1, logs[-3000:]   # trained once for both
+    assert logs.count("Stage 'train_joint@custom' is cached - skipping run") == 1
+    assert logs.count("Running stage 'cross_evaluate@synthetic_on_custom'") == 2
     shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
     runs = [rev for entry in shown for exp in (entry.get("experiments") or []) for rev in exp["revs"]]
-    custom = [r for r in runs if "metrics/custom.json" in ((r.get("data") or {}).get("metrics") or {})]
+    custom = [r["data"]["metrics"] for r in runs if "metrics/custom.json" in ((r.get("data") or {}).get("metrics") or {})]
     assert len(custom) == 2
-    for r in custom:
-        metrics = r["data"]["metrics"]["metrics/custom.json"]["data"]
-        assert 0 < metrics["stage3"]["mAP"] <= 100
+    for metrics in custom:
+        assert 0 < metrics["metrics/custom.json"]["data"]["stage3"]["mAP"] <= 100
+        cross = metrics["metrics/cross/synthetic_on_custom.json"]["data"]
+        assert cross["train"] == "synthetic" and cross["test"] == "custom" and 0 < cross["stage3"]["mAP"] <= 100
+    run(["dvc", "exp", "apply", runs[0]["rev"] if "rev" in runs[0] else runs[0]["name"]], project)
+    report = (project / "reports" / "table1.md").read_text()
+    assert "## Cross-domain" in report and "| synthetic | " in report and "(in-domain)" in report

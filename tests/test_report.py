@@ -62,3 +62,24 @@ def test_re_ranked_numbers_are_marked_and_the_authors_protocol_is_not(tmp_path: 
     audit = table[table.Method == "maskreid final, stage 3 (authors' protocol)"].iloc[0]
     assert audit["Market1501 R1"] == "96.0"
     assert "(RR): after k-reciprocal re-ranking" in (tmp_path / "table1.md").read_text()
+
+
+def test_cross_domain_table_rows_train_columns_test(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics"
+    (metrics / "cross").mkdir(parents=True)
+    block = lambda m, r: {"mAP": m, "rank1": r, "rank5": r, "mINP": m}   # noqa: E731
+    (metrics / "synthetic.json").write_text(json.dumps({"stage1": block(40.0, 41.0), "stage3": block(42.0, 43.0)}))
+    (metrics / "cross" / "syn_on_cuhk.json").write_text(json.dumps(
+        {"train": "synthetic", "test": "cuhk01", "stage1": block(3.25, 4.0), "stage3": block(2.5, 3.0)}))
+    write_report(metrics, tmp_path / "t.md", tmp_path / "t.csv")
+    text = (tmp_path / "t.md").read_text()
+    assert "## Cross-domain" in text
+    assert "| trained on \\ tested on | cuhk01 | synthetic |" in text
+    assert "| synthetic | 2.5 / 3.0 (3.2 / 4.0) | 42.0 / 43.0 (40.0 / 41.0) (in-domain) |" in text
+    (metrics / "cross" / "bad.json").write_text(json.dumps({"train": "synthetic"}))
+    try:
+        write_report(metrics, tmp_path / "t.md", tmp_path / "t.csv")
+    except ValueError as err:
+        assert "bad.json: expected train, test, stage1 and stage3" in str(err)
+    else:
+        raise AssertionError("a malformed cross-domain file was accepted")

@@ -70,7 +70,9 @@ def is_docstring_only(path: Path) -> bool:
 
 
 def _stages() -> dict[str, dict]:
-    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    """Each stage's definition; `foreach` stages (cross_evaluate) by their `do` body."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    return {name: stage.get("do", stage) for name, stage in stages.items()}
 
 
 def _script(stage: dict) -> Path:
