@@ -16,13 +16,29 @@ from maskreid.io import atomic_path  # noqa: E402
 from maskreid.masking import hide_top_pixels  # noqa: E402
 
 
+def images_across_cameras(camids: np.ndarray, count: int) -> list[int]:
+    """Up to `count` indices, cycling through the cameras; within a camera, evenly spaced over its images."""
+    cameras = np.unique(camids)
+    per_camera = {c: np.flatnonzero(camids == c) for c in cameras}
+    rounds = -(-count // len(cameras))
+    chosen: list[int] = []
+    for r in range(rounds):
+        for c in cameras:
+            members = per_camera[c]
+            spots = np.linspace(0, len(members) - 1, num=min(rounds, len(members))).round().astype(int)
+            if r < len(spots) and len(chosen) < count:
+                chosen.append(int(members[spots[r]]))
+    return chosen
+
+
 @torch.no_grad()
 def mask_figure(mask_net: torch.nn.Module, cache: ImageCache, crop: tuple[int, int], drop_ratio: float,
                 out: Path, count: int = 8, device: torch.device | str = "cpu") -> None:
-    """Save a 3-row PNG for `count` evenly spaced images of `cache`."""
+    """Save a 3-row PNG for `count` images of `cache`, taken in turn from each camera (a mask that stays the
+    same across cameras and people is then plain to see); the mask row has its colour scale."""
     device = torch.device(device)
     normalizer = Normalizer(device)
-    idx = np.linspace(0, len(cache) - 1, num=min(count, len(cache))).round().astype(int).tolist()
+    idx = images_across_cameras(cache.camids, count)
     raw = center_crop(cache.images[idx], crop)
     images = to_model_input(raw, normalizer, device)
     masks = mask_net.eval()(images)
@@ -39,7 +55,12 @@ def mask_figure(mask_net: torch.nn.Module, cache: ImageCache, crop: tuple[int, i
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(label, fontsize=8)
+            if r == 0:
+                ax.set_title(f"camera {cache.camids[idx[c]]}", fontsize=7)
     fig.tight_layout()
+    scale = fig.colorbar(axes[1][0].images[0], ax=list(axes[1]), fraction=0.02, pad=0.01)
+    scale.set_label("M(a): 0 unimportant, 1 important", fontsize=7)
+    scale.ax.tick_params(labelsize=6)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)

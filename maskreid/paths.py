@@ -58,6 +58,10 @@ class DatasetPaths:
         return self.root / "plots" / "ranked" / f"{self.dataset}.png"
 
     @property
+    def embedding_figure(self) -> Path:
+        return self.root / "plots" / "embeddings" / f"{self.dataset}.png"
+
+    @property
     def onnx(self) -> Path:
         return self.root / "models" / self.dataset / "stage3.onnx"
 

@@ -16,6 +16,7 @@ import torch
 from maskreid.checkpoints import load_checkpoint
 from maskreid.data.loading import ImageCache
 from maskreid.data.market import JUNK_PID
+from maskreid.embedding_plot import embedding_figure
 from maskreid.evaluation import euclidean_distances, evaluate, summarize_percent
 from maskreid.features import color_histograms, extract_features
 from maskreid.io import atomic_write_text
@@ -55,6 +56,7 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
     authors: dict[str, Any] = {}
     curves: dict[str, list[float]] = {}
     scored_distances: dict[str, np.ndarray] = {}
+    test_features: dict[str, np.ndarray] = {}
     for name, embed in models.items():
         q_feat, g_feat = embed(query), embed(gallery)
         distmat = euclidean_distances(q_feat, g_feat)
@@ -69,6 +71,8 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
         raw = evaluate(ranked, query.pids, gallery.pids[scored], query.camids, gallery.camids[scored], ev.max_rank)
         results[name] = summarize_percent(raw, ev.ranks)
         scored_distances[name] = ranked
+        if name in ("stage1", "stage3"):
+            test_features[name] = np.concatenate([q_feat, g_feat[scored]])
         curves[name] = raw["cmc"]
         log.info("%s %s: mAP %.2f rank-1 %.2f", paths.dataset, name, results[name]["mAP"], results[name]["rank1"])
         if name in ("stage1", "stage3"):
@@ -100,6 +104,8 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
                               "evaluate_seconds": round(time.perf_counter() - began, 1)}}
     draw_ranked_samples(query, gallery, scored, {k: scored_distances[k] for k in ("stage1", "stage3")},
                         paths.ranked_lists, params.seed)
+    embedding_figure(test_features, np.concatenate([query.pids, gallery.pids[scored]]), paths.embedding_figure,
+                     params.seed)
     cmc = pd.DataFrame({"rank": np.arange(1, ev.max_rank + 1), **{k: np.round(v, 6) for k, v in curves.items()}})
     atomic_write_text(paths.cmc, cmc.to_csv(index=False))
     atomic_write_text(details_path(paths), json.dumps(details, indent=2) + "\n")

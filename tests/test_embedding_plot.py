@@ -1,0 +1,47 @@
+"""The embedding-space picture: the identities drawn, the projection, a real PNG."""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from maskreid.embedding_plot import embedding_figure, pca_2d, pick_identities
+
+
+def test_identities_are_seeded_and_have_enough_images() -> None:
+    pids = np.repeat(np.arange(0, 40), np.r_[5, np.tile([1, 4], 19), 3])      # pid 0: distractors
+    first, again = pick_identities(pids, 10, seed=3), pick_identities(pids, 10, seed=3)
+    assert (first == again).all() and len(first) == 10 and 0 not in first
+    counts = {p: (pids == p).sum() for p in first}
+    assert min(counts.values()) >= 3
+    assert not np.array_equal(first, pick_identities(pids, 10, seed=4))
+
+
+def test_pca_keeps_planar_data_exactly() -> None:
+    rng = np.random.default_rng(0)
+    plane = rng.normal(0, 1, (50, 2)) @ rng.normal(0, 1, (2, 16))            # rank-2 data in 16-d
+    points, share = pca_2d(plane)
+    assert share > 0.999
+    d_before = np.linalg.norm(plane[:, None] - plane[None], axis=2)
+    d_after = np.linalg.norm(points[:, None] - points[None], axis=2)
+    np.testing.assert_allclose(d_after, d_before, atol=1e-9)               # a rotation: distances kept
+
+
+def test_figure_has_one_panel_per_model(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    pids = np.repeat(np.arange(1, 31), 4)
+    feats = {name: rng.normal(0, 1, (len(pids), 8)) + pids[:, None] * k for k, name in ((0.0, "stage1"), (1.0, "stage3"))}
+    out = tmp_path / "e.png"
+    embedding_figure(feats, pids, out)
+    with Image.open(out) as picture:
+        assert picture.width > 2 * picture.height * 0.9 and np.asarray(picture.convert("L")).std() > 10
+
+
+def test_mask_figure_takes_images_from_every_camera() -> None:
+    from maskreid.figures import images_across_cameras
+
+    camids = np.array([1] * 10 + [2] * 3 + [5] * 7)
+    chosen = images_across_cameras(camids, 8)
+    assert len(chosen) == 8 == len(set(chosen))
+    assert [camids[i] for i in chosen[:3]] == [1, 2, 5] and set(camids[chosen]) == {1, 2, 5}
+    assert images_across_cameras(np.array([3, 3]), 8) == [0, 1]
