@@ -96,3 +96,27 @@ def test_every_allowed_backbone_is_a_timm_model() -> None:
     from maskreid.params import BACKBONES
 
     assert [b for b in BACKBONES if not timm.is_model(b)] == []
+
+
+@pytest.mark.parametrize(("name", "with_counts"), [(n, False) for n in ("resnet18", "resnet34", "resnet50",
+                                                                         "resnet101", "resnet152")]
+                         + [("resnet50", True)])
+def test_torchvision_weight_files_load_for_every_imagenet_backbone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                   name: str, with_counts: bool) -> None:
+    """`pretrained: imagenet` reads torchvision's own files: torchvision's state dict (fc included) under
+    torchvision's file name, with or without BatchNorm's num_batches_tracked buffers (older files lack them)."""
+    import torchvision
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    torch.manual_seed(0)
+    state = getattr(torchvision.models, name)().state_dict()
+    if not with_counts:
+        state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    path = extractor_module.imagenet_weights_path(name)
+    assert path.name == extractor_module.IMAGENET_URLS[name].rsplit("/", 1)[1]
+    path.parent.mkdir(parents=True)
+    torch.save(state, path)
+    loaded = FeatureExtractor(name, 64, pretrained="imagenet").backbone.state_dict()
+    for key, value in state.items():
+        if not key.startswith("fc."):
+            assert torch.equal(loaded[key], value), key

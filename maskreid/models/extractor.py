@@ -66,6 +66,11 @@ def load_backbone_weights(backbone: nn.Module, path: Path, name: str) -> None:
     state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the classifier is removed anyway
     own = backbone.state_dict()
+    # torchvision's published files predate BatchNorm's num_batches_tracked buffer: a count, not a weight
+    # (used only with momentum=None), so a missing one starts at the model's own value, as torchvision does
+    for key in own:
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = own[key]
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
