@@ -9,6 +9,15 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 @contextmanager
 def atomic_path(target: Path | str, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to `target`; on success fsync it (when `durable`) and rename it over
@@ -17,6 +26,7 @@ def atomic_path(target: Path | str, durable: bool = True) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)      # mkstemp makes 0600; the result should read like any file the user writes
     tmp_path = Path(tmp)
     try:
         yield tmp_path
