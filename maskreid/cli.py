@@ -77,21 +77,26 @@ def _error(message: str) -> int:
 
 def extract(model: Path, inputs: list[Path], out: Path, batch_size: int, on_bad_image: str) -> int:
     """Embed image files or folders with a checkpoint or ONNX model; write .parquet or .npz."""
-    from maskreid.gallery import GalleryError, collect_images, extract_files, save_features
+    from maskreid.gallery import GalleryError, collect_images, extract_files, extract_to_parquet, save_features
     from maskreid.inference import ModelLoadError, load_embedder
 
     try:
         if out.suffix not in (".parquet", ".npz"):
             raise GalleryError(f"{out}: the output must end in .parquet or .npz")
         embedder = load_embedder(model)
-        table = extract_files(embedder, collect_images(inputs), batch_size, on_bad_image)
-        save_features(table, out)
+        files = collect_images(inputs)
+        if out.suffix == ".parquet":            # streamed: one batch in memory, for galleries of millions
+            count, skipped = extract_to_parquet(embedder, files, out, batch_size, on_bad_image)
+        else:
+            table = extract_files(embedder, files, batch_size, on_bad_image)
+            save_features(table, out)
+            count, skipped = len(table), table.skipped
     except (GalleryError, ModelLoadError) as err:
         return _error(str(err))
-    for path, reason in table.skipped:
+    for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    print(f"wrote {out}: {len(table)} embeddings of {table.features.shape[1]} dims"
-          + (f" ({len(table.skipped)} undecodable image(s) skipped)" if table.skipped else ""))
+    print(f"wrote {out}: {count} embeddings of {embedder.spec.embedding_dim} dims"
+          + (f" ({len(skipped)} undecodable image(s) skipped)" if skipped else ""))
     return 0
 
 
@@ -114,8 +119,36 @@ def _gallery_features(gallery: Path, model: Path, embedder, cache_dir: Path, bat
     return table, f"gallery features of {len(table)} images cached in {cache}{skipped}"
 
 
+def _same_model(found, expected, gallery: Path, model: Path) -> None:
+    from maskreid.gallery import GalleryError
+
+    if found != expected:
+        raise GalleryError(f"{gallery}: features made by another model ({found.backbone}, trained on "
+                           f"{found.dataset}, params {found.params_hash}) than {model}")
+
+
+def _streamed_gallery(gallery: Path, spec, model: Path, settings, chunk: int):
+    """A .parquet gallery read `chunk` rows at a time into the index: only the index and the file names
+    stay in memory."""
+    from maskreid.gallery import StreamedGallery, iter_feature_chunks
+    from maskreid.search import GalleryIndex, build_index
+
+    paths: list[str] = []
+    pids: list[int | None] = []
+
+    def features():
+        for part in iter_feature_chunks(gallery, chunk):
+            _same_model(part.spec, spec, gallery, model)
+            paths.extend(part.paths)
+            pids.extend(part.pids)
+            yield part.features
+
+    index: GalleryIndex = build_index(features(), spec.embedding_dim, settings)
+    return StreamedGallery(paths, pids, index), f"gallery of {len(paths)} features read from {gallery} in chunks of {chunk}"
+
+
 def search(model: Path, query: Path, gallery: Path, top: int, out: Path | None, index_kind: str,
-           batch_size: int, nprobe: int = 16) -> int:
+           batch_size: int, nprobe: int = 16, chunk: int = 100_000) -> int:
     """Rank a gallery (folder or feature file) for one query image; print the top-k; draw them with -o."""
     from maskreid.gallery import GalleryError, decode_problem, extract_files
     from maskreid.inference import ModelLoadError, load_embedder
@@ -133,12 +166,14 @@ def search(model: Path, query: Path, gallery: Path, top: int, out: Path | None, 
         if not gallery.exists():
             raise GalleryError(f"{gallery}: gallery folder or feature file not found")
         cache_dir = (out.parent if out is not None else Path("."))
-        table, note = _gallery_features(gallery, model, embedder, cache_dir, batch_size)
-        if table.spec != embedder.spec:
-            raise GalleryError(f"{gallery}: features made by another model ({table.spec.backbone}, trained on "
-                               f"{table.spec.dataset}, params {table.spec.params_hash}) than {model}")
-        index = build_index([table.features], table.features.shape[1], IndexSettings(kind=index_kind, nprobe=nprobe),
-                            expected_size=len(table))
+        settings = IndexSettings(kind=index_kind, nprobe=nprobe)
+        if gallery.suffix == ".parquet":
+            table, note = _streamed_gallery(gallery, embedder.spec, model, settings, chunk)
+            index = table.index
+        else:
+            table, note = _gallery_features(gallery, model, embedder, cache_dir, batch_size)
+            _same_model(table.spec, embedder.spec, gallery, model)
+            index = build_index([table.features], table.features.shape[1], settings, expected_size=len(table))
         distances, indices = index.search(query_table.features, top)
     except (GalleryError, ModelLoadError, SearchError) as err:
         return _error(str(err))
@@ -219,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     se.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="flat",
                     help="flat: exact (default) | ivf, hnsw: approximate, for galleries of millions")
     se.add_argument("--nprobe", type=int, default=16, help="ivf: lists visited per query (recall vs speed)")
+    se.add_argument("--chunk", type=int, default=100_000,
+                    help="a .parquet gallery is read this many rows at a time (bounds memory besides the index)")
     se.add_argument("--batch-size", type=int, default=64)
     xp = sub.add_parser("export", help="ONNX export of a checkpoint, checked with onnxruntime")
     xp.add_argument("model", type=Path, help="a checkpoint, e.g. models/synthetic/stage3.pt")
@@ -229,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "extract":
         return extract(args.model, args.images, args.out, args.batch_size, args.on_bad_image)
     if args.command == "search":
-        return search(args.model, args.query, args.gallery, args.top, args.out, args.index, args.batch_size, args.nprobe)
+        return search(args.model, args.query, args.gallery, args.top, args.out, args.index, args.batch_size, args.nprobe,
+                      args.chunk)
     if args.command == "export":
         return export(args.model, args.out)
     try:

@@ -50,6 +50,18 @@ class FeatureTable:
         return len(self.paths)
 
 
+@dataclass
+class StreamedGallery:
+    """A gallery whose features live only in a search index: names and ids kept, embeddings not."""
+
+    paths: list[str]
+    pids: list[int | None]
+    index: object
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
 def collect_images(inputs: Sequence[Path | str]) -> list[Path]:
     """Image files given directly or found (recursively) in folders, sorted within each folder."""
     files: list[Path] = []
@@ -83,40 +95,78 @@ def decode_problem(path: Path, size: tuple[int, int]) -> tuple[np.ndarray | None
         return None, f"cannot be decoded ({reason})"
 
 
-def extract_files(embedder: Embedder, files: Sequence[Path], batch_size: int = 64,
-                  on_bad_image: str = "error", progress: bool = True) -> FeatureTable:
-    """Embed every file, in batches. Undecodable images are all listed: with on_bad_image='error' nothing is
-    returned (GalleryError), with 'skip' they are left out and listed in `skipped`."""
-    if on_bad_image not in ON_BAD_IMAGE:
-        raise GalleryError(f"on_bad_image: {on_bad_image!r}, expected one of {ON_BAD_IMAGE}")
-    spec = embedder.spec
-    kept: list[Path] = []
-    skipped: list[tuple[str, str]] = []
-    chunks: list[np.ndarray] = []
+def embed_batches(embedder: Embedder, files: Sequence[Path], batch_size: int, skipped: list[tuple[str, str]],
+                  stop_embedding_on_bad: bool, progress: bool = True) -> Iterator[tuple[list[Path], np.ndarray]]:
+    """(paths, embeddings) batch by batch; undecodable files go to `skipped`. With stop_embedding_on_bad,
+    once one is found only decoding goes on (to list them all) and nothing more is yielded."""
     bar = tqdm(total=len(files), desc="embedding", unit="img", disable=not progress, file=sys.stderr)
     for start in range(0, len(files), batch_size):
-        images = []
+        images, kept = [], []
         for path in files[start:start + batch_size]:
-            pixels, problem = decode_problem(path, spec.resize)
+            pixels, problem = decode_problem(path, embedder.spec.resize)
             if problem is not None:
                 skipped.append((str(path), problem))
                 continue
             images.append(torch.from_numpy(pixels).permute(2, 0, 1))
             kept.append(path)
-        if images and not (skipped and on_bad_image == "error"):   # after a bad image only decoding goes on
-            chunks.append(embedder(torch.stack(images)))
+        if images and not (skipped and stop_embedding_on_bad):
+            yield kept, embedder(torch.stack(images))
         bar.update(len(files[start:start + batch_size]))
     bar.close()
+
+
+def _refuse_bad(skipped: list[tuple[str, str]]) -> None:
+    listing = "\n".join(f"  {p}: {r}" for p, r in skipped[:20])
+    more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
+    raise GalleryError(f"{len(skipped)} image(s) cannot be decoded (nothing written; --on-bad-image skip "
+                       f"leaves them out):\n{listing}{more}")
+
+
+def extract_files(embedder: Embedder, files: Sequence[Path], batch_size: int = 64,
+                  on_bad_image: str = "error", progress: bool = True) -> FeatureTable:
+    """Embed every file, in batches, into memory. Undecodable images are all listed: with on_bad_image='error'
+    nothing is returned (GalleryError), with 'skip' they are left out and listed in `skipped`."""
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise GalleryError(f"on_bad_image: {on_bad_image!r}, expected one of {ON_BAD_IMAGE}")
+    skipped: list[tuple[str, str]] = []
+    kept: list[Path] = []
+    chunks: list[np.ndarray] = []
+    for paths, features in embed_batches(embedder, files, batch_size, skipped, on_bad_image == "error", progress):
+        kept.extend(paths)
+        chunks.append(features)
     if skipped and on_bad_image == "error":
-        listing = "\n".join(f"  {p}: {r}" for p, r in skipped[:20])
-        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
-        raise GalleryError(f"{len(skipped)} image(s) cannot be decoded (nothing written; --on-bad-image skip "
-                           f"leaves them out):\n{listing}{more}")
+        _refuse_bad(skipped)
     if not kept:
         raise GalleryError(f"none of the {len(files)} image(s) could be decoded")
     ids = [parse_ids(p) for p in kept]
     return FeatureTable([str(p) for p in kept], [i[0] for i in ids], [i[1] for i in ids],
-                        np.concatenate(chunks).astype(np.float32, copy=False), spec, skipped)
+                        np.concatenate(chunks).astype(np.float32, copy=False), embedder.spec, skipped)
+
+
+def extract_to_parquet(embedder: Embedder, files: Sequence[Path], out: Path, batch_size: int = 64,
+                       on_bad_image: str = "error", progress: bool = True) -> tuple[int, list[tuple[str, str]]]:
+    """Embed and write batch by batch: memory holds one batch, whatever the number of files. The file
+    appears only when complete (atomic); with on_bad_image='error' and a bad image, it never appears."""
+    import pyarrow.parquet as pq
+
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise GalleryError(f"on_bad_image: {on_bad_image!r}, expected one of {ON_BAD_IMAGE}")
+    skipped: list[tuple[str, str]] = []
+    written = 0
+    with atomic_path(out) as tmp:
+        with pq.ParquetWriter(tmp, _arrow_schema(embedder.spec, embedder.spec.embedding_dim)) as writer:
+            for paths, features in embed_batches(embedder, files, batch_size, skipped, on_bad_image == "error",
+                                                 progress):
+                ids = [parse_ids(p) for p in paths]
+                writer.write_table(_arrow_rows(FeatureTable([str(p) for p in paths], [i[0] for i in ids],
+                                                            [i[1] for i in ids], features, embedder.spec),
+                                               0, len(paths)))
+                written += len(paths)
+        if skipped and on_bad_image == "error":
+            _refuse_bad(skipped)
+        if written == 0:
+            raise GalleryError(f"none of the {len(files)} image(s) could be decoded")
+    return written, skipped
 
 
 # ------------------------------------------------------------------------------------------------ files

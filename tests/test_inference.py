@@ -204,13 +204,27 @@ def test_search_ranks_draws_and_reuses_the_cached_gallery(model_file: Path, imag
     assert "cached in" in third.stderr and len(list(out.parent.glob("*.features-*.npz"))) == 1
 
 
+def test_search_streams_a_parquet_gallery_in_chunks_with_the_same_ranking(model_file: Path, images: Path,
+                                                                          tmp_path: Path) -> None:
+    query = images / "cam2" / "0004_c2s1_000042_00.jpg"
+    assert maskreid_cli("extract", model_file, images, "-o", tmp_path / "g.parquet").returncode == 0
+    from_folder = maskreid_cli("search", model_file, query, "--gallery", images, "--top", "6")
+    streamed = maskreid_cli("search", model_file, query, "--gallery", tmp_path / "g.parquet", "--top", "6",
+                            "--chunk", "5")
+    assert streamed.returncode == 0, streamed.stderr
+    assert "read from" in streamed.stderr and "in chunks of 5" in streamed.stderr
+    assert streamed.stdout == from_folder.stdout and streamed.stdout.count("same person") >= 2
+
+
 def test_search_a_feature_file_of_another_model_is_refused(model_file: Path, images: Path, tmp_path: Path) -> None:
     other = tmp_path / "other.pt"
     save_checkpoint(other, {"extractor": _model(1).state_dict(),
                             "inference": {**SPEC.to_dict(), "params_hash": "ffffffffffffffff"}})
-    assert maskreid_cli("extract", other, images, "-o", tmp_path / "other.parquet").returncode == 0
-    result = maskreid_cli("search", model_file, next(images.rglob("*.jpg")), "--gallery", tmp_path / "other.parquet")
-    assert result.returncode == 1 and "features made by another model" in result.stderr
+    for suffix in (".parquet", ".npz"):
+        assert maskreid_cli("extract", other, images, "-o", tmp_path / f"other{suffix}").returncode == 0
+        result = maskreid_cli("search", model_file, next(images.rglob("*.jpg")), "--gallery",
+                              tmp_path / f"other{suffix}")
+        assert result.returncode == 1 and "features made by another model" in result.stderr
 
 
 def test_search_errors(model_file: Path, images: Path, tmp_path: Path) -> None:

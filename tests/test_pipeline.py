@@ -192,7 +192,7 @@ def test_final_model_stands_alone_exports_and_searches(project: Path, tmp_path: 
     result = run([str(Path(sys.executable).parent / "maskreid"), "search", "models/synthetic/stage3.pt",
                   str(query_files[0]), "--gallery", "data/prepared/synthetic/images/bounding_box_test",
                   "-o", str(out)], project)
-    assert result.stdout.count("\n") == 11 and out.stat().st_size > 0
+    assert result.stdout.count("\n") == 12 and out.stat().st_size > 0          # query, top 10, "wrote"
     with Image.open(project / "plots" / "ranked" / "synthetic.png") as figure:      # evaluate's ranked lists
         assert figure.width > 20 * 32 and figure.height > 8 * 64
     assert dvc_status(project) == {}                            # using the model changed nothing DVC tracks
