@@ -114,6 +114,7 @@ class Params:
     mask_update_every: int
     precision: str
     channels_last: bool
+    device: str
     evaluation: EvaluationParams
     synthetic: SyntheticParams | None      # None when its block is absent and `synthetic` is not run
     cuhk01: Cuhk01Params | None
@@ -228,6 +229,10 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
         c.problems.append("precision: now set per profile (profiles.<name>.precision: the paper profile trains "
                           "in fp32, quick uses auto); remove the top-level key")
     precision = None
+    device = c.get(raw, "device", "")
+    if device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(device)):
+        c.problems.append(f"device: {device!r}, expected auto, cpu, cuda or cuda:N")
+        device = None
     channels_last = c.boolean(raw, "channels_last", "")
 
     ev = c.get(raw, "evaluation", "")
@@ -357,7 +362,7 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
         raise ParamsError(f"{source}: {len(c.problems)} problem(s):\n  - " + "\n  - ".join(c.problems))
     return Params(seed=seed, datasets=tuple(datasets), profile=profile, lambda1=lambda1, lambda2=lambda2,
                   drop_ratio=drop_ratio, hiding=hiding, triplet_margin=margin, sparsity_weight=sparsity_weight,
-                  mask_update_every=mask_every, precision=precision,
+                  mask_update_every=mask_every, precision=precision, device=device,
                   channels_last=channels_last, evaluation=evaluation, synthetic=synthetic, cuhk01=cuhk01, data=data,
                   cross_domain=cross_domain, **sections)
 

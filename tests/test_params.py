@@ -100,3 +100,21 @@ def test_cross_domain_pairs_must_name_prepared_datasets(tmp_path: Path) -> None:
     ok = load_params(_write(tmp_path, lambda raw: (edit(raw), raw["cross_domain"].pop("self"), raw["cross_domain"].pop("far"),
                                                    raw["cross_domain"].pop("bad name"))))
     assert ok.cross_domain == {"ok": ("synthetic", "custom")}
+
+
+def test_device_setting_is_checked_and_a_missing_gpu_is_an_error(tmp_path: Path) -> None:
+    import torch
+
+    from maskreid.pipeline.common import pick_device
+
+    with pytest.raises(ParamsError, match="device: 'gpu', expected auto, cpu, cuda or cuda:N"):
+        load_params(_write(tmp_path, lambda raw: raw.update(device="gpu")))
+    assert load_params(_write(tmp_path, lambda raw: raw.update(device="cuda:1"))).device == "cuda:1"
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="GPU"):
+            pick_device(f"cuda:{torch.cuda.device_count()}")
+    else:
+        with pytest.raises(RuntimeError, match="device: 'cuda:1', but torch sees no CUDA GPU"):
+            pick_device("cuda:1")

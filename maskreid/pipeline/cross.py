@@ -26,7 +26,7 @@ def cross_evaluate(params: Params, name: str) -> dict[str, Any]:
     """metrics/cross/<name>.json: stage-1 and stage-3 F of the train set on the test set. The test images get
     the train set's input transform (the model's), as a user deploying it would."""
     train, test = params.cross_domain[name]
-    device = pick_device()
+    device = pick_device(params.device)
     ev = params.evaluation
     source, target = DatasetPaths(train), DatasetPaths(test)
     query = load_split(target, "query", params.input.resize)

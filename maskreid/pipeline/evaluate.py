@@ -38,7 +38,7 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
     metrics/<ds>.json keeps the numbers people compare; metrics/<ds>.details.json (not a DVC metric) the
     baselines, every rank, the counts, the protocol notes and where and with what it was computed."""
     began = time.perf_counter()
-    device = pick_device()
+    device = pick_device(params.device)
     ev = params.evaluation
     query = load_split(paths, "query", params.input.resize)
     gallery = load_split(paths, "gallery", params.input.resize, drop_junk=False)

@@ -117,7 +117,7 @@ def _train(name: str, epochs: int, step: Callable[[int], dict[str, float]], stat
 def train_stage1(params: Params, paths: DatasetPaths) -> None:
     """Stage 1: F alone with the batch-hard triplet loss."""
     seed_everything(params.seed)
-    device = pick_device()
+    device = pick_device(params.device)
     extractor = build_extractor(params).to(device, memory_format=layout(params))
     cache = load_split(paths, "train", params.input.resize)
     s1 = params.stage1
@@ -137,7 +137,7 @@ def train_stage1(params: Params, paths: DatasetPaths) -> None:
 def train_stage2(params: Params, paths: DatasetPaths) -> None:
     """Stage 2: M alone with L_mask, F (from stage 1) frozen."""
     seed_everything(params.seed + 2)
-    device = pick_device()
+    device = pick_device(params.device)
     extractor = build_extractor_from(paths.checkpoint(1), params, device)
     mask_net = build_mask_net(params).to(device, memory_format=layout(params))
     cache = load_split(paths, "train", params.input.resize)
@@ -160,7 +160,7 @@ def train_stage3(params: Params, paths: DatasetPaths) -> None:
     the paper; random ones, or none, for the controls); with `learned`, M trained with L_mask every
     mask_update_every epochs. The controls leave M as stage 2 made it: it is not used."""
     seed_everything(params.seed + 3)
-    device = pick_device()
+    device = pick_device(params.device)
     learned = params.hiding == "learned"
     extractor = build_extractor_from(paths.checkpoint(1), params, device)
     stage2 = load_checkpoint(paths.checkpoint(2), required=("mask", "mask_optimizer"))
