@@ -115,6 +115,17 @@ def embed_batches(embedder: Embedder, files: Sequence[Path], batch_size: int, sk
     bar.close()
 
 
+def _check_on_bad_image(on_bad_image: str) -> None:
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise GalleryError(f"on_bad_image: {on_bad_image!r}, expected one of {ON_BAD_IMAGE}")
+
+
+def _labelled(paths: Sequence[Path], features: np.ndarray, spec: ModelSpec) -> FeatureTable:
+    """Embeddings with the person and camera ids their file names give (None where they give none)."""
+    ids = [parse_ids(p) for p in paths]
+    return FeatureTable([str(p) for p in paths], [i[0] for i in ids], [i[1] for i in ids], features, spec)
+
+
 def _refuse_bad(skipped: list[tuple[str, str]]) -> None:
     listing = "\n".join(f"  {p}: {r}" for p, r in skipped[:20])
     more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
@@ -126,8 +137,7 @@ def extract_files(embedder: Embedder, files: Sequence[Path], batch_size: int = 6
                   on_bad_image: str = "error", progress: bool = True) -> FeatureTable:
     """Embed every file, in batches, into memory. Undecodable images are all listed: with on_bad_image='error'
     nothing is returned (GalleryError), with 'skip' they are left out and listed in `skipped`."""
-    if on_bad_image not in ON_BAD_IMAGE:
-        raise GalleryError(f"on_bad_image: {on_bad_image!r}, expected one of {ON_BAD_IMAGE}")
+    _check_on_bad_image(on_bad_image)
     skipped: list[tuple[str, str]] = []
     kept: list[Path] = []
     chunks: list[np.ndarray] = []
@@ -138,9 +148,9 @@ def extract_files(embedder: Embedder, files: Sequence[Path], batch_size: int = 6
         _refuse_bad(skipped)
     if not kept:
         raise GalleryError(f"none of the {len(files)} image(s) could be decoded")
-    ids = [parse_ids(p) for p in kept]
-    return FeatureTable([str(p) for p in kept], [i[0] for i in ids], [i[1] for i in ids],
-                        np.concatenate(chunks).astype(np.float32, copy=False), embedder.spec, skipped)
+    table = _labelled(kept, np.concatenate(chunks).astype(np.float32, copy=False), embedder.spec)
+    table.skipped = skipped
+    return table
 
 
 def extract_to_parquet(embedder: Embedder, files: Sequence[Path], out: Path, batch_size: int = 64,
@@ -149,18 +159,14 @@ def extract_to_parquet(embedder: Embedder, files: Sequence[Path], out: Path, bat
     appears only when complete (atomic); with on_bad_image='error' and a bad image, it never appears."""
     import pyarrow.parquet as pq
 
-    if on_bad_image not in ON_BAD_IMAGE:
-        raise GalleryError(f"on_bad_image: {on_bad_image!r}, expected one of {ON_BAD_IMAGE}")
+    _check_on_bad_image(on_bad_image)
     skipped: list[tuple[str, str]] = []
     written = 0
     with atomic_path(out) as tmp:
         with pq.ParquetWriter(tmp, _arrow_schema(embedder.spec, embedder.spec.embedding_dim)) as writer:
             for paths, features in embed_batches(embedder, files, batch_size, skipped, on_bad_image == "error",
                                                  progress):
-                ids = [parse_ids(p) for p in paths]
-                writer.write_table(_arrow_rows(FeatureTable([str(p) for p in paths], [i[0] for i in ids],
-                                                            [i[1] for i in ids], features, embedder.spec),
-                                               0, len(paths)))
+                writer.write_table(_arrow_rows(_labelled(paths, features, embedder.spec), 0, len(paths)))
                 written += len(paths)
         if skipped and on_bad_image == "error":
             _refuse_bad(skipped)
