@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+BACKENDS = ("auto", "gloo", "nccl")    # torch.distributed: auto = nccl with CUDA GPUs, gloo on CPUs
 # Stage 3's hidden pixels: M's top drop_ratio (the paper), or controls (README, "Do the masks help?")
 HIDINGS = ("learned", "random_blocks", "random_pixels", "none")
 # Backbones checked to build with timm as F's trunk (tests/test_models.py); listed here so that validation
@@ -59,6 +60,15 @@ class Stage2Params:
 @dataclass(frozen=True)
 class Stage3Params:
     epochs: int
+
+
+@dataclass(frozen=True)
+class DistributedParams:
+    """Training stages on several processes (torchrun); 1 = one ordinary process."""
+
+    processes: int = 1              # processes on this node (one per GPU); the stage relaunches under torchrun
+    backend: str = "auto"
+    timeout_s: int = 600            # a collective waiting this long for a rank that stopped answering fails
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,7 @@ class Params:
     stage2: Stage2Params
     stage3: Stage3Params
     cross_domain: dict[str, tuple[str, str]] = field(default_factory=dict)   # name -> (train set, test set)
+    distributed: DistributedParams = field(default_factory=DistributedParams)
 
 
 def load_raw(params_file: Path | str = "params.yaml", overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -356,6 +367,17 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
             e3 = c.positive_int(s3, "epochs", p + "stage3.")
             if e3 is not None:
                 sections["stage3"] = Stage3Params(e3)
+        dd = prof.get("distributed")      # optional: absent = one process
+        if dd is not None:
+            w = p + "distributed."
+            vd = (c.positive_int(dd, "processes", w), c.choice(dd, "backend", w, BACKENDS),
+                  c.positive_int(dd, "timeout_s", w))
+            if isinstance(dd, dict):
+                extra = sorted(set(dd) - {"processes", "backend", "timeout_s"})
+                if extra:
+                    c.problems.append(f"{w[:-1]}: unknown key(s) {extra}; expected processes, backend, timeout_s")
+            if None not in vd:
+                sections["distributed"] = DistributedParams(*vd)
 
     cross_domain = _cross_domain(c, raw.get("cross_domain", {}), datasets or [])
     if c.problems:

@@ -1,20 +1,26 @@
-"""The shared start of every stage script: logging, argument parsing, params loading with clear errors."""
+"""The shared start of every stage script: logging, argument parsing, params loading with clear errors, and
+the relaunch of a training stage under torchrun when it should run on several processes (the DVC `cmd` stays
+`python -m stages.<stage> <dataset>` whatever `distributed.processes` says). Free of torch, so all of this
+happens before the heavy imports."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 import importlib
+import logging
+import os
 import signal
+import sys
 
 from maskreid.params import ParamsError, load_params
 from maskreid.paths import DatasetPaths
 
 
-def run_stage(description: str, action: str, target: str = "dataset") -> None:
+def run_stage(description: str, action: str, target: str = "dataset", distributed: bool = False) -> None:
     """Parse `<dataset>` (or, with target="cross_domain", the name of a cross_domain pair), load and validate
     params.yaml, then import and run `action` ("module:function", a stage module of maskreid.pipeline).
+    A `distributed` (training) stage re-executes itself under torchrun when the profile's
+    `distributed.processes` is above 1 and it is not already running under torchrun.
 
     The pipeline (torch, timm...) is imported only after validation, so a broken params.yaml fails fast.
     User errors exit 1 with one message, never a traceback.
@@ -28,6 +34,8 @@ def run_stage(description: str, action: str, target: str = "dataset") -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         params = load_params(args.params)
+        if distributed and params.distributed.processes > 1 and not under_torchrun():
+            relaunch_under_torchrun(params.distributed.processes)
         module, function = action.split(":")
         if target == "cross_domain":
             if args.dataset not in params.cross_domain:
@@ -48,3 +56,25 @@ def run_stage(description: str, action: str, target: str = "dataset") -> None:
 
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def under_torchrun() -> bool:
+    """torchrun (torch.distributed.run) sets these for every process it starts."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"))
+
+
+def torchrun_argv(processes: int, argv: list[str] | None = None) -> list[str]:
+    """This very command under torchrun on one node (`--standalone`: a free local port, no rendezvous server),
+    with no restarts: a failed rank stops the stage and the next `dvc repro` resumes it from its progress file."""
+    argv = sys.argv if argv is None else argv
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    target = ["-m", spec.name] if spec is not None else [argv[0]]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+            "--max-restarts=0", *target, *argv[1:]]
+
+
+def relaunch_under_torchrun(processes: int) -> None:
+    """Replace this process by torchrun starting `processes` copies of it (does not return)."""
+    argv = torchrun_argv(processes)
+    print(f"distributed.processes={processes}: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
+    os.execv(argv[0], argv)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from maskreid import losses
 from maskreid.data.loading import ImageCache, Normalizer, random_crop_flip, to_model_input
 from maskreid.data.sampler import PKSampler
+from maskreid.distributed import SINGLE, Cluster
 from maskreid.masking import apply_soft_mask, hide_pixels, random_block_mask, random_pixel_mask, top_fraction_mask
 from maskreid.precision import MixedPrecision
 
@@ -31,7 +32,11 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class BatchMaker:
-    """Turns dataset indices into augmented, normalised model input on the training device."""
+    """Turns dataset indices into augmented, normalised model input on the training device.
+
+    With several processes every rank augments the whole global batch (the same random draws as one
+    process) and keeps its own rows: the input pipeline is under 1% of a step, so this costs nothing
+    that matters, and the batches are exactly the one-process batches."""
 
     cache: ImageCache
     crop: tuple[int, int]
@@ -42,12 +47,15 @@ class BatchMaker:
     amp: MixedPrecision
     memory_format: torch.memory_format = torch.contiguous_format
     seconds: float = 0.0        # time spent making batches (the input pipeline's share of a training epoch)
+    cluster: Cluster = SINGLE
 
     def __call__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's rows of the augmented batch, and the identities of the whole global batch."""
         start = time.perf_counter()
         raw = random_crop_flip(self.cache.images[indices], self.crop, self.flip, self.generator)
         pids = torch.as_tensor(self.cache.pids[indices], device=self.device)
-        images = to_model_input(raw, self.normalizer, self.device, self.memory_format)
+        images = to_model_input(raw[self.cluster.shard(len(indices))], self.normalizer, self.device,
+                                self.memory_format)
         self.seconds += time.perf_counter() - start
         return images, pids
 
@@ -73,8 +81,8 @@ def _mean(records: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in records])) for k in records[0]} if records else {}
 
 
-def _progress(batches: Iterable[list[int]], total: int, desc: str) -> Iterable[list[int]]:
-    return tqdm(batches, total=total, desc=desc, unit="batch", leave=False)
+def _progress(batches: Iterable[list[int]], total: int, desc: str, cluster: Cluster = SINGLE) -> Iterable[list[int]]:
+    return tqdm(batches, total=total, desc=desc, unit="batch", leave=False, disable=not cluster.is_main)
 
 
 def train_extractor_epoch(extractor: nn.Module, optimizer: torch.optim.Optimizer, make: BatchMaker,
@@ -82,10 +90,10 @@ def train_extractor_epoch(extractor: nn.Module, optimizer: torch.optim.Optimizer
     """Stage 1: batch-hard triplet loss on PK batches."""
     extractor.train()
     records = []
-    for step, indices in enumerate(_progress(sampler, len(sampler), f"stage1 epoch {epoch + 1}")):
+    for step, indices in enumerate(_progress(sampler, len(sampler), f"stage1 epoch {epoch + 1}", make.cluster)):
         images, pids = make(indices)
         with make.amp.autocast():
-            embeddings = extractor(images)
+            embeddings = make.cluster.gather(extractor(images), len(indices))   # the whole batch, for mining
         loss = losses.batch_hard_triplet(embeddings.float(), pids, margin)
         _check_finite(loss, "train_extractor (stage 1)", epoch, step)
         make.amp.step(loss, optimizer)
@@ -128,13 +136,16 @@ def train_mask_epoch(mask_net: nn.Module, extractor: nn.Module, optimizer: torch
     total = n // batch_size + (n % batch_size > 1)
     try:
         for step, indices in enumerate(_progress(shuffled_batches(n, batch_size, rng), total,
-                                                 f"mask epoch {epoch + 1}")):
+                                                 f"mask epoch {epoch + 1}", make.cluster)):
             images, _ = make(indices)
             with make.amp.autocast():
                 masks = mask_net(images).float()
                 with torch.no_grad():
                     target = extractor(images).float()
                 features_masked = extractor(apply_soft_mask(images, masks, make.normalizer)).float()
+            # with several processes: the whole batch's masks and features, so L_mask is the one-process loss
+            masks, target, features_masked = (make.cluster.gather(t, len(indices))
+                                              for t in (masks, target, features_masked))
             ident = losses.identity_loss(target, features_masked)
             sparse = losses.sparsity_loss(masks)
             contig = losses.contiguity_loss(masks)
@@ -149,17 +160,18 @@ def train_mask_epoch(mask_net: nn.Module, extractor: nn.Module, optimizer: torch
 
 
 def keep_mask(hiding: str, images: torch.Tensor, mask_net: nn.Module | None, drop_ratio: float,
-              generator: torch.Generator | None) -> torch.Tensor:
+              generator: torch.Generator | None, batch: int | None = None, rows: slice = slice(None)) -> torch.Tensor:
     """Which pixels stage 3 keeps (1) and hides (0): M's top drop_ratio (`learned`, the paper), or the same
-    number chosen without M (`random_blocks`, `random_pixels`; drawn on the CPU from `generator`)."""
+    number chosen without M (`random_blocks`, `random_pixels`; drawn on the CPU from `generator` for the whole
+    global batch of `batch` images, of which `images` are the `rows`, so several processes draw as one)."""
     b, _, h, w = images.shape
     if hiding == "learned":
         with torch.no_grad():
             return top_fraction_mask(mask_net(images).float(), drop_ratio)
     if hiding == "random_blocks":
-        return random_block_mask(b, h, w, drop_ratio, generator).to(images.device)
+        return random_block_mask(batch or b, h, w, drop_ratio, generator)[rows].to(images.device)
     if hiding == "random_pixels":
-        return random_pixel_mask(b, h, w, drop_ratio, generator).to(images.device)
+        return random_pixel_mask(batch or b, h, w, drop_ratio, generator)[rows].to(images.device)
     raise ValueError(f"hiding: {hiding!r} hides no pixels or is unknown")
 
 
@@ -174,16 +186,18 @@ def train_joint_epoch(extractor: nn.Module, mask_net: nn.Module | None, optimize
     if mask_net is not None:
         mask_net.eval()
     records = []
-    for step, indices in enumerate(_progress(sampler, len(sampler), f"stage3 epoch {epoch + 1}")):
+    cluster = make.cluster
+    for step, indices in enumerate(_progress(sampler, len(sampler), f"stage3 epoch {epoch + 1}", cluster)):
         images, pids = make(indices)
+        n = len(indices)
         with make.amp.autocast():
             if hiding != "none":
-                hidden = hide_pixels(images, keep_mask(hiding, images, mask_net, drop_ratio, hide_generator),
-                                     make.normalizer)
-            emb_orig = extractor(images)
+                keep = keep_mask(hiding, images, mask_net, drop_ratio, hide_generator, n, cluster.shard(n))
+                hidden = hide_pixels(images, keep, make.normalizer)
+            emb_orig = cluster.gather(extractor(images), n)
             if hiding != "none":
                 with bn_running_stats_frozen(extractor):
-                    emb_hidden = extractor(hidden)
+                    emb_hidden = cluster.gather(extractor(hidden), n)
         t_orig = losses.batch_hard_triplet(emb_orig.float(), pids, margin)
         if hiding == "none":
             t_hidden, loss = torch.tensor(float("nan")), t_orig

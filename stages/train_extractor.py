@@ -3,4 +3,4 @@
 from maskreid.stagekit import run_stage
 
 if __name__ == "__main__":
-    run_stage("Stage 1: train F with the triplet loss", "maskreid.pipeline.train:train_stage1")
+    run_stage("Stage 1: train F with the triplet loss", "maskreid.pipeline.train:train_stage1", distributed=True)

@@ -3,4 +3,4 @@
 from maskreid.stagekit import run_stage
 
 if __name__ == "__main__":
-    run_stage("Stage 3: train F with hidden top-mask pixels and M jointly", "maskreid.pipeline.train:train_stage3")
+    run_stage("Stage 3: train F with hidden top-mask pixels and M jointly", "maskreid.pipeline.train:train_stage3", distributed=True)

@@ -3,4 +3,4 @@
 from maskreid.stagekit import run_stage
 
 if __name__ == "__main__":
-    run_stage("Stage 2: train M with L_mask, F frozen", "maskreid.pipeline.train:train_stage2")
+    run_stage("Stage 2: train M with L_mask, F frozen", "maskreid.pipeline.train:train_stage2", distributed=True)

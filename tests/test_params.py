@@ -118,3 +118,29 @@ def test_device_setting_is_checked_and_a_missing_gpu_is_an_error(tmp_path: Path)
     else:
         with pytest.raises(RuntimeError, match="device: 'cuda:1', but torch sees no CUDA GPU"):
             pick_device("cuda:1")
+
+
+def test_distributed_setting_is_per_profile_and_checked(tmp_path: Path) -> None:
+    p = load_params(REPO / "params.yaml")
+    assert (p.distributed.processes, p.distributed.backend) == (1, "auto")
+
+    def edit(raw: dict) -> None:
+        raw["profiles"]["quick"]["distributed"] = {"processes": 0, "backend": "mpi", "timeout_s": 600, "nodes": 2}
+
+    with pytest.raises(ParamsError) as err:
+        load_params(_write(tmp_path, edit))
+    text = str(err.value)
+    assert "profiles.quick.distributed.processes: 0 outside [1, inf]" in text
+    assert "profiles.quick.distributed.backend: 'mpi' is not one of auto, gloo, nccl" in text
+    assert "profiles.quick.distributed: unknown key(s) ['nodes']" in text
+    two = load_params(REPO / "params.yaml", overrides=["profiles.quick.distributed.processes=2"])
+    assert two.distributed.processes == 2
+
+
+def test_a_training_stage_relaunches_itself_under_torchrun() -> None:
+    """The DVC cmd stays `python -m stages.<stage> <ds>`; with processes > 1 it becomes this torchrun command."""
+    from maskreid.stagekit import torchrun_argv
+
+    argv = torchrun_argv(4, [str(REPO / "stages/train_joint.py"), "market1501", "--params", "p.yaml"])
+    assert argv[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "--max-restarts=0"]
+    assert argv[-3:] == ["market1501", "--params", "p.yaml"]

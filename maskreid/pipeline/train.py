@@ -1,13 +1,14 @@
 """DVC stages train_extractor@, train_mask@, train_joint@<dataset>: the paper's three training stages, each
-resumable after a kill from its last complete epoch."""
+resumable after a kill from its last complete epoch, on one process or several (maskreid.distributed)."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ import torch
 from maskreid.checkpoints import load_checkpoint, save_checkpoint
 from maskreid.data.loading import IMAGENET_MEAN, IMAGENET_STD, ImageCache, Normalizer
 from maskreid.data.sampler import PKSampler
+from maskreid.distributed import Cluster, start, stop, sync_batchnorm
 from maskreid.io import atomic_write_text
 from maskreid.model_spec import ModelSpec, settings_hash
 from maskreid.params import Params
@@ -30,19 +32,52 @@ from maskreid.training import BatchMaker, train_extractor_epoch, train_joint_epo
 log = logging.getLogger("maskreid")
 
 
-def _batch_maker(params: Params, cache: ImageCache, device: torch.device, seed_offset: int) -> BatchMaker:
+@contextmanager
+def _processes(params: Params, seed_offset: int) -> Iterator[tuple[Cluster, torch.device]]:
+    """Join the torchrun process group when there is one, pick this rank's device, and seed: every rank with
+    the same seeds, so they build the same models and draw the same batches (a run is reproducible for any
+    number of processes; no rank has random draws of its own)."""
+    cluster, device_setting = start(params.distributed.backend, params.distributed.timeout_s, params.device)
+    try:
+        seed_everything(params.seed + seed_offset)
+        if cluster.enabled:
+            log.info("rank %d of %d", cluster.rank, cluster.world)
+        yield cluster, pick_device(device_setting)
+    finally:
+        stop(cluster)
+
+
+def _load_train_split(params: Params, paths: DatasetPaths, cluster: Cluster) -> ImageCache:
+    """Rank 0 decodes (or reads) the image cache first, so ranks do not decode the same images at once."""
+    if not cluster.is_main:
+        cluster.barrier()
+    cache = load_split(paths, "train", params.input.resize)
+    if cluster.is_main:
+        cluster.barrier()
+    return cache
+
+
+def _trainable(module: torch.nn.Module, params: Params, device: torch.device, cluster: Cluster) -> torch.nn.Module:
+    """A module to train on this device: global-batch BatchNorm with several processes, in channels_last."""
+    return sync_batchnorm(module, device, cluster).to(device, memory_format=layout(params))
+
+
+def _batch_maker(params: Params, cache: ImageCache, device: torch.device, seed_offset: int,
+                 cluster: Cluster) -> BatchMaker:
     generator = torch.Generator().manual_seed(params.seed + seed_offset)
     amp = MixedPrecision(params.precision, device)
-    log.info("training precision: %s on %s", amp.name, device)
+    if cluster.is_main:
+        log.info("training precision: %s on %s", amp.name, device)
     return BatchMaker(cache, params.input.crop, params.input.flip, device, generator, Normalizer(device), amp,
-                      layout(params))
+                      layout(params), cluster=cluster)
 
 
 class LossLog:
-    """Per-epoch losses, rewritten (atomically) after every epoch as a CSV that DVC plots."""
+    """Per-epoch losses, rewritten (atomically) after every epoch as a CSV that DVC plots (by rank 0 only;
+    every rank keeps the rows, which are the same on all)."""
 
-    def __init__(self, path: Path, columns: list[str]) -> None:
-        self.path, self.columns, self.rows = path, ["epoch"] + columns, []
+    def __init__(self, path: Path, columns: list[str], writes: bool = True) -> None:
+        self.path, self.columns, self.rows, self.writes = path, ["epoch"] + columns, [], writes
 
     def add(self, epoch: int, values: dict[str, float], seconds: float | None = None) -> None:
         """`seconds` (the epoch's wall time) is kept in the rows, so it survives a resume, but not in the CSV."""
@@ -53,7 +88,8 @@ class LossLog:
         self.write()
 
     def write(self) -> None:
-        atomic_write_text(self.path, pd.DataFrame(self.rows, columns=self.columns).to_csv(index=False))
+        if self.writes:
+            atomic_write_text(self.path, pd.DataFrame(self.rows, columns=self.columns).to_csv(index=False))
 
 
 STAGE1_LOSSES = ["triplet"]
@@ -88,7 +124,9 @@ def _train(name: str, epochs: int, step: Callable[[int], dict[str, float]], stat
            make: BatchMaker) -> None:
     """Run epochs from the last complete one; save progress after each; the final checkpoint, then mark done.
     Each epoch's log line gives its wall time and the share spent making batches (the input pipeline); the
-    checkpoint records the total training wall time (summed over resumed runs), precision and device."""
+    checkpoint records the total training wall time (summed over resumed runs), precision and device.
+    Every rank resumes from the same progress file; rank 0 alone writes."""
+    main = make.cluster.is_main
     start = 0
     saved = progress.load()
     if saved is not None:
@@ -102,98 +140,111 @@ def _train(name: str, epochs: int, step: Callable[[int], dict[str, float]], stat
         values = step(epoch)
         seconds = time.perf_counter() - began
         logs["main"].add(epoch, values, seconds)
-        progress.save(epoch + 1, state, {k: v.rows for k, v in logs.items()})
-        log.info("%s epoch %d/%d: %s (%.1f s, input pipeline %.1f%%)", name, epoch + 1, epochs,
-                 ", ".join(f"{k}={v:.4f}" for k, v in values.items()), seconds, 100 * make.seconds / seconds)
+        if main:
+            progress.save(epoch + 1, state, {k: v.rows for k, v in logs.items()})
+            log.info("%s epoch %d/%d: %s (%.1f s, input pipeline %.1f%%)", name, epoch + 1, epochs,
+                     ", ".join(f"{k}={v:.4f}" for k, v in values.items()), seconds, 100 * make.seconds / seconds)
+    if not main:
+        return
     for loss_log in logs.values():
         loss_log.write()   # also present when resumed after the last epoch, or when a log stayed empty
     record = {"wall_seconds": round(sum(row.get("wall_seconds", 0.0) for row in logs["main"].rows), 1),
               "epochs": epochs, "precision": make.amp.name, "device": device_name(make.device),
-              "cpu_threads": torch.get_num_threads()}
+              "cpu_threads": torch.get_num_threads(), "processes": make.cluster.world}
     save_checkpoint(final, {**final_payload(), "training": record})
     progress.save(epochs, state, {k: v.rows for k, v in logs.items()}, complete=True)
 
 
 def train_stage1(params: Params, paths: DatasetPaths) -> None:
     """Stage 1: F alone with the batch-hard triplet loss."""
-    seed_everything(params.seed)
-    device = pick_device(params.device)
-    extractor = build_extractor(params).to(device, memory_format=layout(params))
-    cache = load_split(paths, "train", params.input.resize)
-    s1 = params.stage1
-    sampler = PKSampler(cache.pids, s1.ids_per_batch, s1.images_per_id, params.seed)
-    optimizer = torch.optim.Adam(extractor.parameters(), lr=s1.lr)
-    make = _batch_maker(params, cache, device, 1)
-    state = TrainingState({"extractor": extractor}, {"extractor": optimizer}, {"augment": make.generator},
-                          {"sampler": sampler.rng})
-    progress = Progress(paths.progress(1), fingerprint(_stage_settings(params, 1), [paths.manifest]))
-    _train("stage1", s1.epochs,
-           lambda e: train_extractor_epoch(extractor, optimizer, make, sampler, params.triplet_margin, e),
-           state, progress, {"main": LossLog(paths.losses("stage1"), STAGE1_LOSSES)}, paths.checkpoint(1),
-           lambda: {"extractor": extractor.state_dict(), "model": dataclasses.asdict(params.model),
-                    "inference": inference_spec(params, paths.dataset, 1).to_dict()}, make)
+    with _processes(params, 0) as (cluster, device):
+        extractor = _trainable(build_extractor(params), params, device, cluster)
+        model = cluster.wrap(extractor, device)
+        cache = _load_train_split(params, paths, cluster)
+        s1 = params.stage1
+        sampler = PKSampler(cache.pids, s1.ids_per_batch, s1.images_per_id, params.seed)
+        optimizer = torch.optim.Adam(extractor.parameters(), lr=s1.lr)
+        make = _batch_maker(params, cache, device, 1, cluster)
+        state = TrainingState({"extractor": extractor}, {"extractor": optimizer}, {"augment": make.generator},
+                              {"sampler": sampler.rng})
+        progress = Progress(paths.progress(1), fingerprint(_stage_settings(params, 1), [paths.manifest]))
+        _train("stage1", s1.epochs,
+               lambda e: train_extractor_epoch(model, optimizer, make, sampler, params.triplet_margin, e),
+               state, progress, {"main": LossLog(paths.losses("stage1"), STAGE1_LOSSES, cluster.is_main)},
+               paths.checkpoint(1),
+               lambda: {"extractor": extractor.state_dict(), "model": dataclasses.asdict(params.model),
+                        "inference": inference_spec(params, paths.dataset, 1).to_dict()}, make)
 
 
 def train_stage2(params: Params, paths: DatasetPaths) -> None:
     """Stage 2: M alone with L_mask, F (from stage 1) frozen."""
-    seed_everything(params.seed + 2)
-    device = pick_device(params.device)
-    extractor = build_extractor_from(paths.checkpoint(1), params, device)
-    mask_net = build_mask_net(params).to(device, memory_format=layout(params))
-    cache = load_split(paths, "train", params.input.resize)
-    optimizer = torch.optim.Adam(mask_net.parameters(), lr=params.stage2.lr)
-    make = _batch_maker(params, cache, device, 2)
-    rng = np.random.default_rng(params.seed + 2)
-    state = TrainingState({"mask": mask_net}, {"mask": optimizer}, {"augment": make.generator}, {"batches": rng})
-    progress = Progress(paths.progress(2), fingerprint(_stage_settings(params, 2),
-                                                       [paths.manifest, paths.checkpoint(1)]))
-    _train("stage2", params.stage2.epochs,
-           lambda e: train_mask_epoch(mask_net, extractor, optimizer, make, params.stage2.batch_size,
-                                      params.lambda2, params.sparsity_weight, rng, e),
-           state, progress, {"main": LossLog(paths.losses("stage2"), MASK_LOSSES)}, paths.checkpoint(2),
-           lambda: {"mask": mask_net.state_dict(), "mask_optimizer": optimizer.state_dict(),
-                    "model": dataclasses.asdict(params.model)}, make)
+    with _processes(params, 2) as (cluster, device):
+        extractor = build_extractor_from(paths.checkpoint(1), params, device)
+        mask_net = _trainable(build_mask_net(params), params, device, cluster)
+        mask_model = cluster.wrap(mask_net, device)
+        cache = _load_train_split(params, paths, cluster)
+        optimizer = torch.optim.Adam(mask_net.parameters(), lr=params.stage2.lr)
+        make = _batch_maker(params, cache, device, 2, cluster)
+        rng = np.random.default_rng(params.seed + 2)
+        state = TrainingState({"mask": mask_net}, {"mask": optimizer}, {"augment": make.generator},
+                              {"batches": rng})
+        progress = Progress(paths.progress(2), fingerprint(_stage_settings(params, 2),
+                                                           [paths.manifest, paths.checkpoint(1)]))
+        _train("stage2", params.stage2.epochs,
+               lambda e: train_mask_epoch(mask_model, extractor, optimizer, make, params.stage2.batch_size,
+                                          params.lambda2, params.sparsity_weight, rng, e),
+               state, progress, {"main": LossLog(paths.losses("stage2"), MASK_LOSSES, cluster.is_main)},
+               paths.checkpoint(2),
+               lambda: {"mask": mask_net.state_dict(), "mask_optimizer": optimizer.state_dict(),
+                        "model": dataclasses.asdict(params.model)}, make)
 
 
 def train_stage3(params: Params, paths: DatasetPaths) -> None:
     """Stage 3: F with L_extractor, drop_ratio of each image hidden (M's top pixels with `hiding: learned`,
     the paper; random ones, or none, for the controls); with `learned`, M trained with L_mask every
     mask_update_every epochs. The controls leave M as stage 2 made it: it is not used."""
-    seed_everything(params.seed + 3)
-    device = pick_device(params.device)
-    learned = params.hiding == "learned"
-    extractor = build_extractor_from(paths.checkpoint(1), params, device)
-    stage2 = load_checkpoint(paths.checkpoint(2), required=("mask", "mask_optimizer"))
-    mask_net = build_mask_net(params).to(device, memory_format=layout(params))
-    mask_net.load_state_dict(stage2["mask"])
-    cache = load_split(paths, "train", params.input.resize)
-    s1 = params.stage1
-    sampler = PKSampler(cache.pids, s1.ids_per_batch, s1.images_per_id, params.seed + 3)
-    opt_f = torch.optim.Adam(extractor.parameters(), lr=s1.lr)
-    opt_m = torch.optim.Adam(mask_net.parameters(), lr=params.stage2.lr)
-    opt_m.load_state_dict(stage2["mask_optimizer"])
-    make = _batch_maker(params, cache, device, 3)
-    hide_generator = torch.Generator().manual_seed(params.seed + 4)
-    rng = np.random.default_rng(params.seed + 3)
-    logs = {"main": LossLog(paths.losses("stage3"), STAGE3_LOSSES),
-            "mask": LossLog(paths.losses("stage3_mask"), MASK_LOSSES)}
-    state = TrainingState({"extractor": extractor, "mask": mask_net}, {"extractor": opt_f, "mask": opt_m},
-                          {"augment": make.generator, "hiding": hide_generator},
-                          {"sampler": sampler.rng, "batches": rng})
-    progress = Progress(paths.progress(3), fingerprint(_stage_settings(params, 3), [
-        paths.manifest, paths.checkpoint(1), paths.checkpoint(2)]))
-    log.info("stage 3 hiding: %s", params.hiding)
+    with _processes(params, 3) as (cluster, device):
+        learned = params.hiding == "learned"
+        extractor = _trainable(build_extractor_from(paths.checkpoint(1), params, device), params, device, cluster)
+        model = cluster.wrap(extractor, device)
+        stage2 = load_checkpoint(paths.checkpoint(2), required=("mask", "mask_optimizer"))
+        mask_net = build_mask_net(params)
+        mask_net.load_state_dict(stage2["mask"])
+        mask_net = _trainable(mask_net, params, device, cluster)
+        mask_model = cluster.wrap(mask_net, device) if learned else mask_net
+        cache = _load_train_split(params, paths, cluster)
+        s1 = params.stage1
+        sampler = PKSampler(cache.pids, s1.ids_per_batch, s1.images_per_id, params.seed + 3)
+        opt_f = torch.optim.Adam(extractor.parameters(), lr=s1.lr)
+        opt_m = torch.optim.Adam(mask_net.parameters(), lr=params.stage2.lr)
+        opt_m.load_state_dict(stage2["mask_optimizer"])
+        make = _batch_maker(params, cache, device, 3, cluster)
+        hide_generator = torch.Generator().manual_seed(params.seed + 4)
+        rng = np.random.default_rng(params.seed + 3)
+        logs = {"main": LossLog(paths.losses("stage3"), STAGE3_LOSSES, cluster.is_main),
+                "mask": LossLog(paths.losses("stage3_mask"), MASK_LOSSES, cluster.is_main)}
+        state = TrainingState({"extractor": extractor, "mask": mask_net}, {"extractor": opt_f, "mask": opt_m},
+                              {"augment": make.generator, "hiding": hide_generator},
+                              {"sampler": sampler.rng, "batches": rng})
+        progress = Progress(paths.progress(3), fingerprint(_stage_settings(params, 3), [
+            paths.manifest, paths.checkpoint(1), paths.checkpoint(2)]))
+        if cluster.is_main:
+            log.info("stage 3 hiding: %s", params.hiding)
 
-    def epoch_step(epoch: int) -> dict[str, float]:
-        values = train_joint_epoch(extractor, mask_net if learned else None, opt_f, make, sampler, params.lambda1,
-                                   params.drop_ratio, params.triplet_margin, epoch, params.hiding, hide_generator)
-        if learned and (epoch + 1) % params.mask_update_every == 0:
-            logs["mask"].add(epoch, train_mask_epoch(mask_net, extractor, opt_m, make, params.stage2.batch_size,
-                                                     params.lambda2, params.sparsity_weight, rng, epoch,
-                                                     stage="train_joint (stage 3, M update)"))
-        return values
+        def epoch_step(epoch: int) -> dict[str, float]:
+            # F's steps through its DistributedDataParallel wrapper; M (eval, no gradient) and, in M's updates,
+            # the frozen F are used directly: only the module being trained goes through DDP
+            values = train_joint_epoch(model, mask_net if learned else None, opt_f, make, sampler,
+                                       params.lambda1, params.drop_ratio, params.triplet_margin, epoch,
+                                       params.hiding, hide_generator)
+            if learned and (epoch + 1) % params.mask_update_every == 0:
+                logs["mask"].add(epoch, train_mask_epoch(mask_model, extractor, opt_m, make,
+                                                         params.stage2.batch_size, params.lambda2,
+                                                         params.sparsity_weight, rng, epoch,
+                                                         stage="train_joint (stage 3, M update)"))
+            return values
 
-    _train("stage3", params.stage3.epochs, epoch_step, state, progress, logs, paths.checkpoint(3),
-           lambda: {"extractor": extractor.state_dict(), "mask": mask_net.state_dict(),
-                    "model": dataclasses.asdict(params.model), "hiding": params.hiding,
-                    "inference": inference_spec(params, paths.dataset, 3).to_dict()}, make)
+        _train("stage3", params.stage3.epochs, epoch_step, state, progress, logs, paths.checkpoint(3),
+               lambda: {"extractor": extractor.state_dict(), "mask": mask_net.state_dict(),
+                        "model": dataclasses.asdict(params.model), "hiding": params.hiding,
+                        "inference": inference_spec(params, paths.dataset, 3).to_dict()}, make)
