@@ -1,13 +1,19 @@
 """Numbers that say whether M's masks follow the image: a mask that is the same on every image (a fixed
-pattern) hides the same pixels everywhere, which random hiding would do as well."""
+pattern) hides the same pixels everywhere, which random hiding would do as well; and, where silhouettes are
+known (the generated set), whether the hidden pixels are the person or the background."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
-from maskreid.data.loading import ImageCache
+from maskreid.data.loading import ImageCache, center_crop
 from maskreid.features import extract_features
+from maskreid.masking import top_fraction_mask
 
 
 def masks_of(mask_net: nn.Module, cache: ImageCache, crop: tuple[int, int], device: torch.device,
@@ -23,3 +29,29 @@ def input_dependence(masks: torch.Tensor) -> float:
     mean = masks.mean(0)
     std = masks.std(0, unbiased=False)
     return float((std / mean.clamp_min(1e-6)).mean())
+
+
+def silhouettes_of(cache: ImageCache, images_root: Path, silhouettes_root: Path, size: tuple[int, int],
+                   crop: tuple[int, int]) -> torch.Tensor | None:
+    """The person silhouettes (N, H, W, bool) of the cached images under the test transform (resize as the
+    images were, centre crop), or None when an image has none (only the generated set has them)."""
+    out = torch.zeros((len(cache), *crop), dtype=torch.bool)
+    for i, image in enumerate(cache.paths):
+        try:
+            file = silhouettes_root / Path(image).relative_to(images_root).with_suffix(".png")
+        except ValueError:
+            return None
+        if not file.is_file():
+            return None
+        with Image.open(file) as sil:
+            resized = np.asarray(sil.convert("L").resize((size[1], size[0]), Image.BILINEAR)) >= 128
+        out[i] = center_crop(torch.from_numpy(resized), crop)
+    return out
+
+
+def hidden_on_person(masks: torch.Tensor, person: torch.Tensor, drop_ratio: float) -> tuple[float, float]:
+    """(share of the pixels stage 3 hides, M's top drop_ratio, that fall on the person; the person's share of
+    the image, which is what random hiding gets on average). Above the person's share: M hides the person
+    more than chance would; below: mostly background."""
+    hidden = top_fraction_mask(masks[:, None].float(), drop_ratio)[:, 0] == 0
+    return float((hidden & person).sum() / hidden.sum()), float(person.float().mean())

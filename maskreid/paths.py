@@ -25,6 +25,12 @@ class DatasetPaths:
         return self.prepared / "extracted"
 
     @property
+    def silhouettes(self) -> Path:
+        """The generated set's person silhouettes (1-bit PNGs named as the images, `synthetic` only): where M's
+        hidden pixels fall, person or background."""
+        return self.prepared / "silhouettes"
+
+    @property
     def manifest(self) -> Path:
         return self.prepared / "manifest.csv"
 

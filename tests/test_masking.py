@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from maskreid.data.loading import Normalizer
@@ -102,3 +103,16 @@ def test_input_dependence_is_zero_for_a_fixed_pattern_and_large_for_image_driven
     half = torch.zeros(10, 16, 8)
     half[:5] = 1.0                                                 # on in half the images, off in the others
     assert abs(input_dependence(half) - 1.0) < 1e-6
+
+
+def test_hidden_on_person_counts_where_the_top_pixels_fall() -> None:
+    from maskreid.mask_measures import hidden_on_person
+
+    person = torch.zeros(2, 10, 10, dtype=torch.bool)
+    person[:, :, :3] = True                                   # the person: 30% of each image (left 3 columns)
+    on_person = torch.rand(2, 10, 10) * 0.1 + person * 1.0    # M high exactly on the person
+    on_background = 1.0 - on_person
+    assert hidden_on_person(on_person, person, 0.3) == pytest.approx((1.0, 0.3))
+    assert hidden_on_person(on_background, person, 0.3)[0] == 0.0
+    half = hidden_on_person(on_person, person, 0.6)           # 60% hidden: all 30 person pixels, 30 background
+    assert half == pytest.approx((0.5, 0.3))

@@ -94,8 +94,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_repro_writes_every_declared_output(project: Path) -> None:
     metrics = json.loads((project / "metrics" / "synthetic.json").read_text())
     # only numbers people compare: dvc exp show stays readable
-    assert set(metrics) == {"mAP", "rank1", "stage1", "stage3", "authors_protocol", "mask_input_dependence", "reranked"}
+    assert set(metrics) == {"mAP", "rank1", "stage1", "stage3", "authors_protocol", "mask_input_dependence",
+                            "mask_hidden_on_person", "mask_hidden_on_person_fixed", "person_share", "reranked"}
     assert metrics["mask_input_dependence"] >= 0
+    # the generated set's silhouettes: where stage 3's hidden pixels fall, against the person's share
+    assert 0 <= metrics["mask_hidden_on_person"] <= 100 and 5 < metrics["person_share"] < 50
+    assert 0 <= metrics["mask_hidden_on_person_fixed"] <= 100
+    assert len(list((project / "data/prepared/synthetic/silhouettes/query").glob("*.png"))) == \
+        len(list((project / "data/prepared/synthetic/images/query").glob("*.jpg")))
     for model in ("stage1", "stage3"):
         assert set(metrics[model]) == {"mAP", "rank1", "rank5", "mINP"}
         assert set(metrics["authors_protocol"][model]) == {"mAP", "rank1"}

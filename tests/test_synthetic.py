@@ -49,3 +49,26 @@ def test_cameras_differ_in_appearance(tmp_path: Path) -> None:
         means[cam] = np.mean([np.asarray(Image.open(p), dtype=float).mean((0, 1)) for p in part.path], axis=0)
     spread = np.ptp(np.stack(list(means.values())), axis=0)
     assert spread.max() > 10  # per-camera colour cast and background
+
+
+def test_silhouettes_mark_the_person_and_change_no_image(tmp_path: Path) -> None:
+    """One 1-bit PNG per image, the same name; writing them draws no random number (the images are the same
+    bytes as without them); the person is brighter or darker than nothing in particular, so check geometry:
+    silhouettes cover a person-sized share, are empty on background-only junk crops at most, and the pixels
+    they mark differ in colour from the image's unmarked ones (they are not a fixed shape)."""
+    generate(tmp_path / "plain", SMALL)
+    generate(tmp_path / "with", SMALL, tmp_path / "sil")
+    assert _digest(tmp_path / "plain") == _digest(tmp_path / "with")
+    images = sorted((tmp_path / "with").rglob("*.jpg"))
+    silhouettes = sorted((tmp_path / "sil").rglob("*.png"))
+    assert [p.relative_to(tmp_path / "with").with_suffix("") for p in images] == \
+        [p.relative_to(tmp_path / "sil").with_suffix("") for p in silhouettes]
+    shares, masks = [], []
+    for image, sil in zip(images, silhouettes):
+        person = np.asarray(Image.open(sil).convert("L")) > 0
+        assert person.shape == (SMALL.height, SMALL.width)
+        if not image.name.startswith("-1_"):
+            shares.append(person.mean())
+            masks.append(person)
+    assert 0.08 < np.mean(shares) < 0.45 and min(shares) > 0.02
+    assert np.std(np.stack(masks).astype(float), axis=0).mean() > 0.1       # silhouettes differ between images

@@ -90,6 +90,21 @@ def random_camera(rng: np.random.Generator, index: int) -> Camera:
     )
 
 
+class _SilhouetteDraw:
+    """Draws on the image and, in one value, on the silhouette canvas: 255 where the person is drawn, 0 where an
+    occluder covers it. Consumes no random numbers, so the images are the same with or without silhouettes."""
+
+    def __init__(self, image: ImageDraw.ImageDraw, silhouette: ImageDraw.ImageDraw | None, value: int) -> None:
+        self.image, self.silhouette, self.value = image, silhouette, value
+
+    def __getattr__(self, shape: str):
+        def draw(*args, **kwargs):
+            getattr(self.image, shape)(*args, **kwargs)
+            if self.silhouette is not None:
+                getattr(self.silhouette, shape)(*args, **{**kwargs, "fill": self.value})
+        return draw
+
+
 def _fill(c: np.ndarray) -> tuple[int, int, int]:
     return tuple(int(v) for v in np.clip(c, 0, 255))  # type: ignore[return-value]
 
@@ -225,34 +240,40 @@ def _occluder(draw: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, h: in
 
 
 def render(person: Person | None, cam: Camera, rng: np.random.Generator, height: int, width: int,
-           occlusion: float = 0.25, crop_junk: bool = False) -> Image.Image:
-    """Render one camera image of `person` (None: background only) at height x width pixels."""
+           occlusion: float = 0.25, crop_junk: bool = False) -> tuple[Image.Image, Image.Image]:
+    """Render one camera image of `person` (None: background only) at height x width pixels, and its
+    silhouette: a mode-"L" image, 255 on the visible person, 0 elsewhere (background, occluders)."""
     ss = 2  # supersampling for anti-aliased edges
     w, h = width * ss, height * ss
     img = Image.new("RGB", (w, h))
-    draw = ImageDraw.Draw(img)
+    sil = Image.new("L", (w, h), 0)
+    draw, sil_draw = ImageDraw.Draw(img), ImageDraw.Draw(sil)
     _background(draw, cam, rng, w, h)
     view = cam.view if rng.random() < 0.7 else str(rng.choice(VIEWS))
     if person is not None:
-        _person(draw, person, view, rng, w, h, scale=float(rng.uniform(0.85, 1.08)))
+        _person(_SilhouetteDraw(draw, sil_draw, 255), person, view, rng, w, h, scale=float(rng.uniform(0.85, 1.08)))
     if rng.random() < occlusion:
-        _occluder(draw, rng, w, h)
+        _occluder(_SilhouetteDraw(draw, sil_draw, 0), rng, w, h)
     if crop_junk:  # junk: a badly placed detection box showing a fragment of a person or none at all
         fx, fy = rng.uniform(0.3, 0.6, 2)
         x0, y0 = rng.uniform(0, 1 - fx) * w, rng.uniform(0, 1 - fy) * h
-        img = img.crop((int(x0), int(y0), int(x0 + fx * w), int(y0 + fy * h)))
-    img = img.resize((int(width / cam.downscale), int(height / cam.downscale)), Image.BILINEAR)
-    img = img.resize((width, height), Image.BILINEAR)
+        box = (int(x0), int(y0), int(x0 + fx * w), int(y0 + fy * h))
+        img, sil = img.crop(box), sil.crop(box)
+    small = (int(width / cam.downscale), int(height / cam.downscale))
+    img = img.resize(small, Image.BILINEAR).resize((width, height), Image.BILINEAR)
+    sil = sil.resize(small, Image.BILINEAR).resize((width, height), Image.BILINEAR).point(lambda v: 255 * (v >= 128))
     if cam.blur > 0:
         img = img.filter(ImageFilter.GaussianBlur(cam.blur))
     pixels = np.asarray(img, dtype=np.float32)
     gain = cam.cast * cam.brightness * rng.uniform(0.85, 1.15)
     pixels = pixels * gain + rng.normal(0, 4.0, pixels.shape)
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), sil
 
 
-def generate(out_dir: Path, params: SyntheticParams) -> int:
-    """Write the dataset under out_dir in the Market-1501 layout; return the number of images written."""
+def generate(out_dir: Path, params: SyntheticParams, silhouette_dir: Path | None = None) -> int:
+    """Write the dataset under out_dir in the Market-1501 layout; return the number of images written. With
+    `silhouette_dir`, each image's silhouette goes there as a 1-bit PNG under the same relative name (the
+    ground truth for measuring whether M's masks hide the person or the background)."""
     rng = np.random.default_rng(params.seed)
     cameras = [random_camera(rng, i) for i in range(params.cameras)]
     n_ids = params.train_ids + params.test_ids
@@ -265,12 +286,17 @@ def generate(out_dir: Path, params: SyntheticParams) -> int:
     frame = 0
     written = 0
 
-    def save(img: Image.Image, folder: str, pid: int, cam_index: int) -> None:
+    def save(rendered: tuple[Image.Image, Image.Image], folder: str, pid: int, cam_index: int) -> None:
         nonlocal frame, written
+        img, sil = rendered
         frame += int(rng.integers(1, 40))
         name = f"{pid:04d}" if pid >= 0 else "-1"
         path = folders[folder] / f"{name}_c{cam_index + 1}s1_{frame:06d}_01.jpg"
         img.save(path, quality=cameras[cam_index].jpeg_quality)
+        if silhouette_dir is not None:
+            target = silhouette_dir / folder / f"{path.stem}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            sil.convert("1").save(target)
         written += 1
 
     lo_c, hi_c = params.cameras_per_id
@@ -282,8 +308,8 @@ def generate(out_dir: Path, params: SyntheticParams) -> int:
         query_cams = set() if is_train else set(rng.choice(cams, size=min(2, len(cams)), replace=False).tolist())
         for cam in cams.tolist():
             for _ in range(int(rng.integers(lo_i, hi_i + 1))):
-                img = render(person, cameras[cam], rng, params.height, params.width)
-                save(img, "bounding_box_train" if is_train else "bounding_box_test", pid, cam)
+                save(render(person, cameras[cam], rng, params.height, params.width),
+                     "bounding_box_train" if is_train else "bounding_box_test", pid, cam)
             if cam in query_cams:
                 save(render(person, cameras[cam], rng, params.height, params.width), "query", pid, cam)
     for _ in range(params.distractors):
@@ -292,6 +318,6 @@ def generate(out_dir: Path, params: SyntheticParams) -> int:
     for _ in range(params.junk):
         cam = int(rng.integers(params.cameras))
         person = random_person(rng) if rng.random() < 0.5 else None
-        img = render(person, cameras[cam], rng, params.height, params.width, crop_junk=True)
-        save(img, "bounding_box_test", -1, cam)
+        save(render(person, cameras[cam], rng, params.height, params.width, crop_junk=True), "bounding_box_test", -1,
+             cam)
     return written

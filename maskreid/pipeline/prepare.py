@@ -30,11 +30,12 @@ def prepare(params: Params, paths: DatasetPaths) -> dict[str, Any]:
     extracted = paths.extracted
     accept = params.data.accept_checksum_mismatch
     if ds == "synthetic":
-        images_root = paths.prepared / "images"
-        if images_root.exists():
-            shutil.rmtree(images_root)
-        count = synthetic.generate(images_root, params.synthetic)
-        log.info("generated %d synthetic images under %s", count, images_root)
+        images_root, silhouettes = paths.prepared / "images", paths.silhouettes
+        for folder in (images_root, silhouettes):
+            if folder.exists():
+                shutil.rmtree(folder)
+        count = synthetic.generate(images_root, params.synthetic, silhouettes)
+        log.info("generated %d synthetic images under %s (silhouettes: %s)", count, images_root, silhouettes)
         manifest = scan_market_folder(images_root, max_camera=params.synthetic.cameras)
     elif ds in ("market1501", "dukemtmcreid"):
         folder = market_folder_for(spec, paths.raw, extracted, accept)
