@@ -220,6 +220,28 @@ def export(model: Path, out: Path) -> int:
     return 0
 
 
+def diagnose_masks(dataset: str, params_file: Path, out: Path | None) -> int:
+    """The mask diagnostics of a trained dataset (run in the project folder), as JSON and a markdown table."""
+    from maskreid.checkpoints import CheckpointError
+    from maskreid.io import atomic_write_text
+    from maskreid.mask_diagnostics import diagnose, markdown
+    from maskreid.params import ParamsError, load_params
+    from maskreid.paths import DatasetPaths
+
+    try:
+        params = load_params(params_file)
+        result = diagnose(params, DatasetPaths(dataset))
+    except (ParamsError, CheckpointError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    table = markdown(result)
+    print(table)
+    if out is not None:
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+        atomic_write_text(out.with_suffix(".md"), table + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="maskreid", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -260,7 +282,14 @@ def main(argv: list[str] | None = None) -> int:
     xp = sub.add_parser("export", help="ONNX export of a checkpoint, checked with onnxruntime")
     xp.add_argument("model", type=Path, help="a checkpoint, e.g. models/synthetic/stage3.pt")
     xp.add_argument("-o", "--out", type=Path, required=True, help="model.onnx")
+    dm = sub.add_parser("diagnose-masks", help="why hiding M's top pixels may hurt: mask and loss measures of a "
+                                               "trained dataset (run in the project folder)")
+    dm.add_argument("dataset", help="a dataset trained in this project, e.g. synthetic")
+    dm.add_argument("--params", type=Path, default=Path("params.yaml"))
+    dm.add_argument("-o", "--out", type=Path, default=None, help="write the result as .json (and the table as .md)")
     args = parser.parse_args(argv)
+    if args.command == "diagnose-masks":
+        return diagnose_masks(args.dataset, args.params, args.out)
     if args.command == "ablation":
         return ablation(args.exp_show, args.out)
     if args.command == "extract":

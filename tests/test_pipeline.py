@@ -335,3 +335,23 @@ def test_queued_sweep_sees_dvc_tracked_raw_data(project: Path) -> None:
     run(["dvc", "exp", "apply", runs[0]["rev"] if "rev" in runs[0] else runs[0]["name"]], project)
     report = (project / "reports" / "table1.md").read_text()
     assert "## Cross-domain" in report and "| synthetic | " in report and "(in-domain)" in report
+
+
+def test_mask_diagnostics_of_the_trained_project(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`maskreid diagnose-masks synthetic` on the pipeline's own checkpoints: both moments of stage 3, the
+    silhouette measures (the generated set has them), and the same hidden-on-person share as the metrics."""
+    from maskreid.cli import main
+
+    monkeypatch.chdir(project)
+    assert main(["diagnose-masks", "synthetic", "-o", str(tmp_path / "d.json")]) == 0
+    result = json.loads((tmp_path / "d.json").read_text())
+    start, end = (result[k] for k in result if k.startswith(("start", "end")))
+    for row in (start, end):
+        assert 0 <= row["hidden_on_person"] <= 1 and 0 <= row["checkerboard_share"] <= 1
+        assert row["learned_hiding"]["triplet_original"] == row["random_blocks"]["triplet_original"]
+        assert row["learned_hiding"]["grad_norm_hidden_weighted"] > 0
+    metrics = json.loads((project / "metrics" / "synthetic.json").read_text())
+    queries = len(list((project / "data/prepared/synthetic/images/query").glob("*.jpg")))
+    if queries <= result["query_images"]:                     # the same images: the same share
+        assert abs(100 * end["hidden_on_person"] - metrics["mask_hidden_on_person"]) < 1e-3
+    assert (tmp_path / "d.md").read_text().startswith("| synthetic |")

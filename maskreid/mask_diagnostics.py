@@ -1,0 +1,192 @@
+"""Why might hiding M's top pixels hurt? Numbers for the suspects, measured on a trained dataset's checkpoints
+(`maskreid diagnose-masks <dataset>`), for the masks of stage 2 (what stage 3 starts with) and stage 3:
+
+- brightness: does M follow brightness rather than identity? (in pixel space M(a)*a leaves a dark pixel
+  almost unchanged whatever the mask, so L_identity never asks M to keep dark pixels);
+- input dependence and the share of hidden pixels on the person against M's average mask (fixed pattern?);
+- checkerboard: the share of the mask's variation at the 2-pixel period transposed convolutions leave;
+- borders: the mask's mean near the image border against the interior (zero padding);
+- the balance of L_mask's terms (identity vs weighted sparsity vs contiguity);
+- the two triplet terms of Eq. 2 at the start of stage 3: their values, the norms of their weighted gradients
+  on F, and the cosine between those gradients;
+- BatchNorm: how far the hidden batch's per-channel statistics sit from the original batch's, in units of
+  the original's standard deviation (F normalises the hidden pass with its own batch statistics).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from maskreid import losses
+from maskreid.data.loading import ImageCache, Normalizer, center_crop
+from maskreid.masking import apply_soft_mask, hide_pixels, top_fraction_mask
+from maskreid.training import bn_running_stats_frozen
+
+if TYPE_CHECKING:
+    from maskreid.params import Params
+    from maskreid.paths import DatasetPaths
+
+BORDER = 4   # pixels from the edge counted as "border"
+
+
+def brightness_correlation(images01: torch.Tensor, masks: torch.Tensor) -> float:
+    """Mean over images of the Pearson correlation, across pixels, between the mask and the pixel luminance."""
+    lum = (0.299 * images01[:, 0] + 0.587 * images01[:, 1] + 0.114 * images01[:, 2]).flatten(1)
+    m = masks.flatten(1)
+    lum, m = lum - lum.mean(1, keepdim=True), m - m.mean(1, keepdim=True)
+    corr = (lum * m).sum(1) / (lum.norm(dim=1) * m.norm(dim=1)).clamp_min(1e-12)
+    return float(corr.mean())
+
+
+def checkerboard_share(masks: torch.Tensor) -> float:
+    """Share of the mask's spatial variance (power of its non-constant Fourier components) at the highest
+    frequency of either axis, the 2-pixel period of transposed-convolution artifacts. A smooth mask: near 0."""
+    spectrum = torch.fft.fft2(masks - masks.mean((-2, -1), keepdim=True)).abs().pow(2)
+    h, w = masks.shape[-2:]
+    nyquist = torch.zeros(h, w, dtype=torch.bool)
+    nyquist[h // 2, :] = True
+    nyquist[:, w // 2] = True
+    return float(spectrum[..., nyquist].sum() / spectrum.sum().clamp_min(1e-12))
+
+
+def border_ratio(masks: torch.Tensor) -> float:
+    """Mean mask value within BORDER pixels of the edge divided by the interior's mean."""
+    inner = masks[..., BORDER:-BORDER, BORDER:-BORDER]
+    total, inner_sum = masks.sum((-2, -1)), inner.sum((-2, -1))
+    n_border = masks.shape[-2] * masks.shape[-1] - inner.shape[-2] * inner.shape[-1]
+    border_mean = (total - inner_sum) / n_border
+    return float(border_mean.mean() / inner.mean().clamp_min(1e-12))
+
+
+def mask_terms(mask_net: nn.Module, extractor: nn.Module, images: torch.Tensor, normalizer: Normalizer,
+               lambda2: float, sparsity_weight: float) -> dict[str, float]:
+    """L_mask's three terms as weighted in Eq. 6, on one batch (eval mode, no update)."""
+    with torch.no_grad():
+        masks = mask_net(images).float()
+        ident = losses.identity_loss(extractor(images).float(),
+                                     extractor(apply_soft_mask(images, masks, normalizer)).float())
+        sparse, contig = losses.sparsity_loss(masks), losses.contiguity_loss(masks)
+    return {"identity_weighted": float(lambda2 * ident),
+            "sparsity_weighted": float((1 - lambda2) * sparsity_weight * sparse),
+            "contiguity_weighted": float((1 - lambda2) * contig)}
+
+
+def _bn_inputs(module: nn.Module) -> tuple[list[torch.Tensor], list[Any]]:
+    """Hooks recording every BatchNorm's input per-channel mean and std of the next forward pass."""
+    records: list[torch.Tensor] = []
+
+    def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        x = inputs[0].detach().float()
+        records.append(torch.stack([x.mean((0, 2, 3)), x.std((0, 2, 3))]))
+
+    handles = [m.register_forward_pre_hook(hook) for m in module.modules()
+               if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    return records, handles
+
+
+def triplet_terms(extractor: nn.Module, keep: torch.Tensor, images: torch.Tensor, pids: torch.Tensor,
+                  normalizer: Normalizer, lambda1: float, margin: float) -> dict[str, float]:
+    """Stage 3's Eq. 2 on one PK batch, as its training step computes it (F in train mode, BN running
+    statistics frozen for the hidden pass), without updating anything: each term's value, the norm of each
+    weighted term's gradient on F's parameters, their cosine; and the BN statistics shift of the hidden pass."""
+    params = [p for p in extractor.parameters() if p.requires_grad]
+    saved = {k: v.clone() for k, v in extractor.state_dict().items()}
+    extractor.train()
+    rec_o, handles = _bn_inputs(extractor)
+    t_orig = losses.batch_hard_triplet(extractor(images).float(), pids, margin)
+    for h in handles:
+        h.remove()
+    rec_h, handles = _bn_inputs(extractor)
+    with bn_running_stats_frozen(extractor):
+        t_hidden = losses.batch_hard_triplet(extractor(hide_pixels(images, keep, normalizer)).float(), pids, margin)
+    for h in handles:
+        h.remove()
+    g_o = torch.autograd.grad(lambda1 * t_orig, params, retain_graph=True, allow_unused=True)
+    g_h = torch.autograd.grad((1 - lambda1) * t_hidden, params, allow_unused=True)
+    flat_o = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(g_o, params)])
+    flat_h = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(g_h, params)])
+    extractor.load_state_dict(saved)        # the original pass moved BN running statistics: put them back
+    shift = [((h[0] - o[0]).abs() / o[1].clamp_min(1e-6)).mean() for o, h in zip(rec_o, rec_h)]
+    return {"triplet_original": float(t_orig.detach()), "triplet_hidden": float(t_hidden.detach()),
+            "grad_norm_original_weighted": float(flat_o.norm()), "grad_norm_hidden_weighted": float(flat_h.norm()),
+            "grad_cosine": float(torch.nn.functional.cosine_similarity(flat_o, flat_h, dim=0)),
+            "bn_mean_shift_first_layer": float(shift[0]), "bn_mean_shift_mean": float(torch.stack(shift).mean())}
+
+
+def mask_statistics(masks: torch.Tensor, images01: torch.Tensor, drop_ratio: float) -> dict[str, float]:
+    """The per-image mask measures that need no model: brightness, fixed pattern, checkerboard, borders."""
+    from maskreid.mask_measures import input_dependence
+    hidden = top_fraction_mask(masks[:, None], drop_ratio)[:, 0] == 0
+    lum = 0.299 * images01[:, 0] + 0.587 * images01[:, 1] + 0.114 * images01[:, 2]
+    return {"mask_mean": float(masks.mean()), "input_dependence": input_dependence(masks),
+            "brightness_correlation": brightness_correlation(images01, masks),
+            "hidden_luminance": float(lum[hidden].mean()), "image_luminance": float(lum.mean()),
+            "checkerboard_share": checkerboard_share(masks), "border_ratio": border_ratio(masks)}
+
+
+def centre_batch(cache: ImageCache, crop: tuple[int, int], n: int, device: torch.device) -> torch.Tensor:
+    """The first n images, centre-cropped, as floats in [0, 1] (the test transform, before normalisation)."""
+    return center_crop(cache.images[:n], crop).float().div(255).to(device)
+
+
+def diagnose(params: "Params", paths: "DatasetPaths", n_images: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Every measure above for one trained dataset: M of stage 2 with the stage-1 F (stage 3's start) and M of
+    stage 3 with the stage-3 F (its end); hiding by M against random blocks of the same size."""
+    from maskreid.data.sampler import PKSampler
+    from maskreid.mask_measures import hidden_on_person, silhouettes_of
+    from maskreid.masking import random_block_mask
+    from maskreid.pipeline.common import build_extractor_from, load_mask_net, load_split
+
+    torch.manual_seed(seed)
+    device = torch.device("cpu")
+    crop, normalizer = params.input.crop, Normalizer(device)
+    query = load_split(paths, "query", params.input.resize)
+    train = load_split(paths, "train", params.input.resize)
+    q01 = centre_batch(query, crop, n_images, device)
+    person = silhouettes_of(query, paths.prepared / "images", paths.silhouettes, params.input.resize, crop)
+    sampler = PKSampler(train.pids, params.stage1.ids_per_batch, params.stage1.images_per_id, seed)
+    batch = next(iter(sampler))
+    pk_images = normalizer.normalize(center_crop(train.images[batch], crop).float().div(255))
+    pk_pids = torch.as_tensor(train.pids[batch])
+    mask_batch = normalizer.normalize(centre_batch(train, crop, params.stage2.batch_size, device))
+    random_keep = random_block_mask(len(batch), *crop, params.drop_ratio, torch.Generator().manual_seed(seed))
+    out: dict[str, Any] = {"dataset": paths.dataset, "query_images": int(q01.shape[0])}
+    for label, f_stage, m_stage in (("start of stage 3 (F stage 1, M stage 2)", 1, 2),
+                                    ("end of stage 3 (F and M of stage 3)", 3, 3)):
+        extractor = build_extractor_from(paths.checkpoint(f_stage), params, device)
+        mask_net = load_mask_net(paths.checkpoint(m_stage), params, device)
+        with torch.no_grad():
+            masks = mask_net(normalizer.normalize(q01)).float()[:, 0]
+            pk_keep = top_fraction_mask(mask_net(pk_images).float(), params.drop_ratio)
+        row: dict[str, Any] = mask_statistics(masks, q01, params.drop_ratio)
+        if person is not None:
+            sub = person[:len(masks)]
+            row["hidden_on_person"], row["person_share"] = hidden_on_person(masks, sub, params.drop_ratio)
+            row["hidden_on_person_fixed"], _ = hidden_on_person(masks.mean(0, keepdim=True).expand_as(masks), sub,
+                                                                params.drop_ratio)
+        row.update(mask_terms(mask_net, extractor, mask_batch, normalizer, params.lambda2, params.sparsity_weight))
+        row["learned_hiding"] = triplet_terms(extractor, pk_keep, pk_images, pk_pids, normalizer, params.lambda1,
+                                              params.triplet_margin)
+        row["random_blocks"] = triplet_terms(extractor, random_keep, pk_images, pk_pids, normalizer,
+                                             params.lambda1, params.triplet_margin)
+        out[label] = row
+    out["settings"] = {"lambda1": params.lambda1, "lambda2": params.lambda2, "drop_ratio": params.drop_ratio,
+                       "sparsity_weight": params.sparsity_weight, "unet_width": params.model.unet_width,
+                       "stage2_epochs": params.stage2.epochs, "seed": params.seed, "pk_batch": len(batch)}
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """One table: rows are the measures, columns the two moments."""
+    moments = [k for k in result if k.startswith(("start", "end"))]
+    lines = [f"| {result['dataset']} | " + " | ".join(moments) + " |", "|---|" + "---|" * len(moments)]
+    keys = [k for k, v in result[moments[0]].items() if not isinstance(v, dict)]
+    for key in keys:
+        lines.append(f"| {key} | " + " | ".join(f"{result[m][key]:.4g}" for m in moments) + " |")
+    for hiding in ("learned_hiding", "random_blocks"):
+        for key in result[moments[0]][hiding]:
+            lines.append(f"| {hiding}: {key} | " + " | ".join(f"{result[m][hiding][key]:.4g}" for m in moments) + " |")
+    return "\n".join(lines)

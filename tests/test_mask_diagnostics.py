@@ -1,0 +1,51 @@
+"""The mask diagnostics measure what they say, on masks built to have (or lack) each property."""
+
+from __future__ import annotations
+
+import torch
+
+from maskreid.data.loading import Normalizer
+from maskreid.mask_diagnostics import (border_ratio, brightness_correlation, checkerboard_share, mask_statistics,
+                                       triplet_terms)
+from maskreid.models.extractor import FeatureExtractor
+
+
+def test_checkerboard_share_finds_the_two_pixel_pattern() -> None:
+    y, x = torch.meshgrid(torch.arange(32), torch.arange(16), indexing="ij")
+    smooth = torch.sigmoid((y.float() - 16) / 4).expand(3, 32, 16)
+    dots = smooth + 0.3 * ((y + x) % 2).float()
+    assert checkerboard_share(smooth) < 0.01
+    assert checkerboard_share(dots) > 0.1 and checkerboard_share(dots) > 50 * checkerboard_share(smooth)
+
+
+def test_border_ratio_sees_masks_that_light_up_at_the_edges() -> None:
+    flat = torch.full((2, 32, 16), 0.5)
+    edges = flat.clone()
+    edges[:, :4], edges[:, -4:], edges[:, :, :4], edges[:, :, -4:] = 1.0, 1.0, 1.0, 1.0
+    assert abs(border_ratio(flat) - 1.0) < 1e-6
+    assert border_ratio(edges) == 2.0
+
+
+def test_brightness_correlation_is_one_for_a_mask_that_copies_brightness() -> None:
+    images = torch.rand(4, 3, 16, 8)
+    lum = 0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]
+    assert abs(brightness_correlation(images, lum) - 1.0) < 1e-5
+    assert abs(brightness_correlation(images, 1 - lum) + 1.0) < 1e-5
+    stats = mask_statistics(lum, images, 0.3)
+    assert stats["hidden_luminance"] > stats["image_luminance"]        # the brightest 30% are hidden
+
+
+def test_triplet_terms_leave_the_model_as_it_was_and_weight_the_gradients() -> None:
+    torch.manual_seed(0)
+    extractor = FeatureExtractor("resnet18", 16)
+    before = {k: v.clone() for k, v in extractor.state_dict().items()}
+    images = Normalizer().normalize(torch.rand(8, 3, 64, 32))
+    pids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    keep = torch.ones(8, 1, 64, 32)
+    keep[:, :, :20] = 0
+    low, high = (triplet_terms(extractor, keep, images, pids, Normalizer(), lam, 1.0) for lam in (0.9, 0.5))
+    assert all(torch.equal(before[k], v) for k, v in extractor.state_dict().items())   # no update, BN put back
+    assert abs(low["triplet_hidden"] - high["triplet_hidden"]) < 1e-6
+    # the hidden term's weighted gradient scales with 1 - lambda1: 0.1 vs 0.5
+    assert abs(high["grad_norm_hidden_weighted"] / low["grad_norm_hidden_weighted"] - 5.0) < 1e-3
+    assert low["bn_mean_shift_mean"] > 0
