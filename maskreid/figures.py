@@ -33,7 +33,7 @@ def images_across_cameras(camids: np.ndarray, count: int) -> list[int]:
 
 @torch.no_grad()
 def mask_figure(mask_net: torch.nn.Module, cache: ImageCache, crop: tuple[int, int], drop_ratio: float,
-                out: Path, count: int = 8, device: torch.device | str = "cpu") -> None:
+                out: Path, count: int = 8, device: torch.device | str = "cpu", space: str = "pixel") -> None:
     """Save a 3-row PNG for `count` images of `cache`, taken in turn from each camera (a mask that stays the
     same across cameras and people is then plain to see); the mask row has its colour scale."""
     device = torch.device(device)
@@ -42,7 +42,7 @@ def mask_figure(mask_net: torch.nn.Module, cache: ImageCache, crop: tuple[int, i
     raw = center_crop(cache.images[idx], crop)
     images = to_model_input(raw, normalizer, device)
     masks = mask_net.eval()(images)
-    hidden = normalizer.denormalize(hide_top_pixels(images, masks, drop_ratio, normalizer)).clamp(0, 1)
+    hidden = normalizer.denormalize(hide_top_pixels(images, masks, drop_ratio, normalizer, space)).clamp(0, 1)
     rows = [("image", raw.permute(0, 2, 3, 1).numpy()),
             ("mask M(a)", masks[:, 0].cpu().numpy()),
             (f"top {drop_ratio:.0%} hidden", hidden.permute(0, 2, 3, 1).cpu().numpy())]

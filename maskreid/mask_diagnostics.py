@@ -62,12 +62,12 @@ def border_ratio(masks: torch.Tensor) -> float:
 
 
 def mask_terms(mask_net: nn.Module, extractor: nn.Module, images: torch.Tensor, normalizer: Normalizer,
-               lambda2: float, sparsity_weight: float) -> dict[str, float]:
+               lambda2: float, sparsity_weight: float, space: str = "pixel") -> dict[str, float]:
     """L_mask's three terms as weighted in Eq. 6, on one batch (eval mode, no update)."""
     with torch.no_grad():
         masks = mask_net(images).float()
         ident = losses.identity_loss(extractor(images).float(),
-                                     extractor(apply_soft_mask(images, masks, normalizer)).float())
+                                     extractor(apply_soft_mask(images, masks, normalizer, space)).float())
         sparse, contig = losses.sparsity_loss(masks), losses.contiguity_loss(masks)
     return {"identity_weighted": float(lambda2 * ident),
             "sparsity_weighted": float((1 - lambda2) * sparsity_weight * sparse),
@@ -88,7 +88,7 @@ def _bn_inputs(module: nn.Module) -> tuple[list[torch.Tensor], list[Any]]:
 
 
 def triplet_terms(extractor: nn.Module, keep: torch.Tensor, images: torch.Tensor, pids: torch.Tensor,
-                  normalizer: Normalizer, lambda1: float, margin: float) -> dict[str, float]:
+                  normalizer: Normalizer, lambda1: float, margin: float, space: str = "pixel") -> dict[str, float]:
     """Stage 3's Eq. 2 on one PK batch, as its training step computes it (F in train mode, BN running
     statistics frozen for the hidden pass), without updating anything: each term's value, the norm of each
     weighted term's gradient on F's parameters, their cosine; and the BN statistics shift of the hidden pass."""
@@ -101,7 +101,7 @@ def triplet_terms(extractor: nn.Module, keep: torch.Tensor, images: torch.Tensor
         h.remove()
     rec_h, handles = _bn_inputs(extractor)
     with bn_running_stats_frozen(extractor):
-        t_hidden = losses.batch_hard_triplet(extractor(hide_pixels(images, keep, normalizer)).float(), pids, margin)
+        t_hidden = losses.batch_hard_triplet(extractor(hide_pixels(images, keep, normalizer, space)).float(), pids, margin)
     for h in handles:
         h.remove()
     g_o = torch.autograd.grad(lambda1 * t_orig, params, retain_graph=True, allow_unused=True)
@@ -167,13 +167,15 @@ def diagnose(params: "Params", paths: "DatasetPaths", n_images: int = 200, seed:
             row["hidden_on_person"], row["person_share"] = hidden_on_person(masks, sub, params.drop_ratio)
             row["hidden_on_person_fixed"], _ = hidden_on_person(masks.mean(0, keepdim=True).expand_as(masks), sub,
                                                                 params.drop_ratio)
-        row.update(mask_terms(mask_net, extractor, mask_batch, normalizer, params.lambda2, params.sparsity_weight))
+        row.update(mask_terms(mask_net, extractor, mask_batch, normalizer, params.lambda2, params.sparsity_weight,
+                              params.mask_space))
         row["learned_hiding"] = triplet_terms(extractor, pk_keep, pk_images, pk_pids, normalizer, params.lambda1,
-                                              params.triplet_margin)
+                                              params.triplet_margin, params.mask_space)
         row["random_blocks"] = triplet_terms(extractor, random_keep, pk_images, pk_pids, normalizer,
-                                             params.lambda1, params.triplet_margin)
+                                             params.lambda1, params.triplet_margin, params.mask_space)
         out[label] = row
     out["settings"] = {"lambda1": params.lambda1, "lambda2": params.lambda2, "drop_ratio": params.drop_ratio,
+                       "mask_space": params.mask_space,
                        "sparsity_weight": params.sparsity_weight, "unet_width": params.model.unet_width,
                        "stage2_epochs": params.stage2.epochs, "seed": params.seed, "pk_batch": len(batch)}
     return out

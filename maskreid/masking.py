@@ -19,8 +19,20 @@ BLOCK_AREA = (0.02, 0.33)
 BLOCK_ASPECT = (0.3, 3.3)
 
 
-def apply_soft_mask(images: torch.Tensor, masks: torch.Tensor, normalizer: Normalizer) -> torch.Tensor:
-    """M(a) * a on the pixel values, re-normalised before it enters F (as in the authors' code)."""
+MASK_SPACES = ("pixel", "normalized")
+
+
+def apply_soft_mask(images: torch.Tensor, masks: torch.Tensor, normalizer: Normalizer,
+                    space: str = "pixel") -> torch.Tensor:
+    """M(a) * a for normalised `images`, in one of two spaces (params `mask_space`):
+    pixel (the authors' code): on the pixel values, re-normalised before F; a removed pixel becomes black, so
+      removing an already dark pixel changes nothing and costs L_identity nothing;
+    normalized: on the normalised image; a removed pixel becomes the dataset's mean colour, so removing any
+      pixel, dark or bright, changes what F sees."""
+    if space == "normalized":
+        return images * masks
+    if space != "pixel":
+        raise ValueError(f"mask_space: {space!r} is not one of {', '.join(MASK_SPACES)}")
     return normalizer.normalize(normalizer.denormalize(images) * masks)
 
 
@@ -81,12 +93,12 @@ def random_block_mask(b: int, h: int, w: int, drop_ratio: float, generator: torc
     return _keep_from_scores(scores, n_hide, h, w)
 
 
-def hide_pixels(images: torch.Tensor, keep: torch.Tensor, normalizer: Normalizer) -> torch.Tensor:
-    """Set the pixels where keep == 0 to zero (black, in pixel space), re-normalised."""
-    return apply_soft_mask(images, keep.to(images.dtype), normalizer)
+def hide_pixels(images: torch.Tensor, keep: torch.Tensor, normalizer: Normalizer, space: str = "pixel") -> torch.Tensor:
+    """Set the pixels where keep == 0 to zero in `space`: black (pixel), or the mean colour (normalized)."""
+    return apply_soft_mask(images, keep.to(images.dtype), normalizer, space)
 
 
 def hide_top_pixels(images: torch.Tensor, masks: torch.Tensor, drop_ratio: float,
-                    normalizer: Normalizer) -> torch.Tensor:
-    """Set the top drop_ratio mask pixels of each image to zero (black, in pixel space), re-normalised."""
-    return hide_pixels(images, top_fraction_mask(masks.detach(), drop_ratio), normalizer)
+                    normalizer: Normalizer, space: str = "pixel") -> torch.Tensor:
+    """Set the top drop_ratio mask pixels of each image to zero in `space` (see apply_soft_mask)."""
+    return hide_pixels(images, top_fraction_mask(masks.detach(), drop_ratio), normalizer, space)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+MASK_SPACES = ("pixel", "normalized")  # where M(a)*a and the hiding act (maskreid.masking.apply_soft_mask)
 BACKENDS = ("auto", "gloo", "nccl")    # torch.distributed: auto = nccl with CUDA GPUs, gloo on CPUs
 # Stage 3's hidden pixels: M's top drop_ratio (the paper), or controls (README, "Do the masks help?")
 HIDINGS = ("learned", "random_blocks", "random_pixels", "none")
@@ -119,6 +120,8 @@ class Params:
     lambda2: float
     drop_ratio: float
     hiding: str
+    mask_space: str
+    freeze_hidden_bn: bool
     triplet_margin: float
     sparsity_weight: float
     mask_update_every: int
@@ -233,6 +236,8 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     lambda2 = c.number(raw, "lambda2", "", low=0.0, high=1.0)
     drop_ratio = c.number(raw, "drop_ratio", "", low=0.0, high=1.0, low_open=True, high_open=True)
     hiding = c.choice(raw, "hiding", "", HIDINGS)
+    mask_space = c.choice(raw, "mask_space", "", MASK_SPACES)
+    freeze_hidden_bn = c.boolean(raw, "freeze_hidden_bn", "")
     margin = c.number(raw, "triplet_margin", "", low=0.0)
     sparsity_weight = c.number(raw, "sparsity_weight", "", low=0.0)
     mask_every = c.positive_int(raw, "mask_update_every", "")
@@ -383,7 +388,8 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     if c.problems:
         raise ParamsError(f"{source}: {len(c.problems)} problem(s):\n  - " + "\n  - ".join(c.problems))
     return Params(seed=seed, datasets=tuple(datasets), profile=profile, lambda1=lambda1, lambda2=lambda2,
-                  drop_ratio=drop_ratio, hiding=hiding, triplet_margin=margin, sparsity_weight=sparsity_weight,
+                  drop_ratio=drop_ratio, hiding=hiding, mask_space=mask_space, freeze_hidden_bn=freeze_hidden_bn,
+                  triplet_margin=margin, sparsity_weight=sparsity_weight,
                   mask_update_every=mask_every, precision=precision, device=device,
                   channels_last=channels_last, evaluation=evaluation, synthetic=synthetic, cuhk01=cuhk01, data=data,
                   cross_domain=cross_domain, **sections)

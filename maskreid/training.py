@@ -9,7 +9,7 @@ Stage 3: F with L_extractor (Eq. 2) on PK batches, hiding the top drop_ratio pix
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -126,7 +126,8 @@ def _freeze(module: nn.Module, frozen: bool) -> None:
 
 def train_mask_epoch(mask_net: nn.Module, extractor: nn.Module, optimizer: torch.optim.Optimizer,
                      make: BatchMaker, batch_size: int, lambda2: float, sparsity_weight: float,
-                     rng: np.random.Generator, epoch: int, stage: str = "train_mask (stage 2)") -> dict[str, float]:
+                     rng: np.random.Generator, epoch: int, stage: str = "train_mask (stage 2)",
+                     mask_space: str = "pixel") -> dict[str, float]:
     """One pass of M with L_mask over shuffled batches; F is frozen (eval mode, no parameter updates)."""
     extractor.eval()
     _freeze(extractor, True)
@@ -142,7 +143,7 @@ def train_mask_epoch(mask_net: nn.Module, extractor: nn.Module, optimizer: torch
                 masks = mask_net(images).float()
                 with torch.no_grad():
                     target = extractor(images).float()
-                features_masked = extractor(apply_soft_mask(images, masks, make.normalizer)).float()
+                features_masked = extractor(apply_soft_mask(images, masks, make.normalizer, mask_space)).float()
             # with several processes: the whole batch's masks and features, so L_mask is the one-process loss
             masks, target, features_masked = (make.cluster.gather(t, len(indices))
                                               for t in (masks, target, features_masked))
@@ -177,11 +178,13 @@ def keep_mask(hiding: str, images: torch.Tensor, mask_net: nn.Module | None, dro
 
 def train_joint_epoch(extractor: nn.Module, mask_net: nn.Module | None, optimizer: torch.optim.Optimizer,
                       make: BatchMaker, sampler: PKSampler, lambda1: float, drop_ratio: float, margin: float,
-                      epoch: int, hiding: str = "learned",
-                      hide_generator: torch.Generator | None = None) -> dict[str, float]:
+                      epoch: int, hiding: str = "learned", hide_generator: torch.Generator | None = None,
+                      mask_space: str = "pixel", freeze_hidden_bn: bool = True) -> dict[str, float]:
     """Stage 3, F's part: L_extractor (Eq. 2) on original images and on images with drop_ratio of their pixels
     hidden (which ones: `hiding`). `hiding="none"` is the "just train longer" control: the same schedule and
-    optimizer with L_triplet on original images only (triplet_hidden is logged as NaN)."""
+    optimizer with L_triplet on original images only (triplet_hidden is logged as NaN). `mask_space`: how a
+    hidden pixel is filled (maskreid.masking.apply_soft_mask); `freeze_hidden_bn`: the hidden pass leaves F's
+    BatchNorm running statistics alone (they then describe original images, the only ones seen at test time)."""
     extractor.train()
     if mask_net is not None:
         mask_net.eval()
@@ -193,10 +196,10 @@ def train_joint_epoch(extractor: nn.Module, mask_net: nn.Module | None, optimize
         with make.amp.autocast():
             if hiding != "none":
                 keep = keep_mask(hiding, images, mask_net, drop_ratio, hide_generator, n, cluster.shard(n))
-                hidden = hide_pixels(images, keep, make.normalizer)
+                hidden = hide_pixels(images, keep, make.normalizer, mask_space)
             emb_orig = cluster.gather(extractor(images), n)
             if hiding != "none":
-                with bn_running_stats_frozen(extractor):
+                with bn_running_stats_frozen(extractor) if freeze_hidden_bn else nullcontext():
                     emb_hidden = cluster.gather(extractor(hidden), n)
         t_orig = losses.batch_hard_triplet(emb_orig.float(), pids, margin)
         if hiding == "none":

@@ -116,3 +116,16 @@ def test_hidden_on_person_counts_where_the_top_pixels_fall() -> None:
     assert hidden_on_person(on_background, person, 0.3)[0] == 0.0
     half = hidden_on_person(on_person, person, 0.6)           # 60% hidden: all 30 person pixels, 30 background
     assert half == pytest.approx((0.5, 0.3))
+
+
+def test_soft_mask_in_normalized_space_removes_towards_the_mean_colour() -> None:
+    """pixel space: a removed dark pixel is (almost) unchanged, so it costs L_identity nothing; normalized space:
+    every removed pixel becomes the mean colour, whatever its brightness."""
+    norm = Normalizer()
+    dark = norm.normalize(torch.full((1, 3, 4, 4), 0.02))
+    off = torch.zeros(1, 1, 4, 4)
+    pixel, normalized = apply_soft_mask(dark, off, norm), apply_soft_mask(dark, off, norm, "normalized")
+    assert (norm.denormalize(pixel) - 0.02).abs().max() < 0.03          # black: next to the dark pixel
+    torch.testing.assert_close(normalized, torch.zeros_like(dark))     # the mean colour
+    with pytest.raises(ValueError, match="mask_space: 'hsv' is not one of pixel, normalized"):
+        apply_soft_mask(dark, off, norm, "hsv")

@@ -87,12 +87,12 @@ def test_stage2_moves_only_m_and_leaves_f_frozen_in_eval_mode() -> None:
 
 # ---------------------------------------------------------------------------------------------- stage 3
 def _joint_step(extractor, mask_net, lambda1: float = 0.9, drop_ratio: float = 0.3, hiding: str = "learned",
-                optimizer=None, seed: int = 0):
+                optimizer=None, seed: int = 0, mask_space: str = "pixel", freeze_hidden_bn: bool = True):
     cache = _cache()
     make = _maker(cache, seed)
     optimizer = optimizer or torch.optim.SGD(extractor.parameters(), lr=0.0)
     values = train_joint_epoch(extractor, mask_net, optimizer, make, OneBatch(list(range(16))), lambda1, drop_ratio,
-                               1.0, 0, hiding, torch.Generator().manual_seed(seed))
+                               1.0, 0, hiding, torch.Generator().manual_seed(seed), mask_space, freeze_hidden_bn)
     return values, make
 
 
@@ -125,6 +125,33 @@ def test_stage3_bn_running_statistics_come_from_original_images_only() -> None:
     assert not _equal(after, {k: before[k] for k in after})  # the original pass did update them
     for key in after:
         assert torch.allclose(after[key].float(), expected[key].float(), atol=1e-6), key   # and nothing else did
+
+
+def test_stage3_freeze_hidden_bn_false_lets_the_hidden_pass_move_the_running_statistics() -> None:
+    """freeze_hidden_bn: false (a plain second pass): the running statistics then also follow hidden batches."""
+    frozen, plain = _nets()[0], _nets()[0]
+    _joint_step(frozen, _nets()[1])
+    _joint_step(plain, _nets()[1], freeze_hidden_bn=False)
+    stats = lambda m: {k: v for k, v in _bn_buffers(m).items() if "running" in k}   # noqa: E731
+    assert not _equal(stats(frozen), stats(plain))
+    # the weights' gradients do not depend on it (both passes normalise with batch statistics)
+    assert all(torch.allclose(a.grad, b.grad) for a, b in zip(frozen.parameters(), plain.parameters()))
+
+
+def test_stage3_normalized_mask_space_fills_hidden_pixels_with_the_mean_colour() -> None:
+    """mask_space: normalized: the hidden pixels are 0 in the normalised image (ImageNet's mean colour), the
+    same count as in pixel space, the rest untouched."""
+    extractor, mask_net = _nets()
+    seen: list[torch.Tensor] = []
+    extractor.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    _joint_step(extractor, mask_net, mask_space="normalized")
+    original, hidden = seen
+    zero = (hidden.abs() < 1e-6).all(dim=1).flatten(1).sum(1)
+    assert (zero == hidden_count(H, W, 0.3)).all(), zero
+    kept = (hidden.abs() >= 1e-6).any(dim=1, keepdim=True).expand_as(hidden)
+    torch.testing.assert_close(hidden[kept], original[kept])
+    mean_colour = Normalizer().denormalize(torch.zeros(1, 3, 1, 1)).flatten()
+    torch.testing.assert_close(mean_colour, torch.tensor([0.485, 0.456, 0.406]))
 
 
 def _grads(lambda1: float, hiding: str = "learned") -> torch.Tensor:

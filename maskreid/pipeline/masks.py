@@ -13,4 +13,5 @@ def masks_figure(params: Params, paths: DatasetPaths) -> None:
     device = pick_device(params.device)
     query = load_split(paths, "query", params.input.resize)
     mask_net = load_mask_net(paths.checkpoint(3), params, device)
-    mask_figure(mask_net, query, params.input.crop, params.drop_ratio, paths.mask_figure, device=device)
+    mask_figure(mask_net, query, params.input.crop, params.drop_ratio, paths.mask_figure, device=device,
+                space=params.mask_space)

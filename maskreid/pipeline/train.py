@@ -105,9 +105,13 @@ def _stage_settings(params: Params, stage: int) -> dict[str, Any]:
                                 "stage1": params.stage1}
     if stage >= 2:
         settings.update(lambda2=params.lambda2, sparsity_weight=params.sparsity_weight, stage2=params.stage2)
+        if params.mask_space != "pixel":     # settings added later join the hash only away from their default,
+            settings["mask_space"] = params.mask_space    # so earlier checkpoints and progress files stay valid
     if stage == 3:
         settings.update(lambda1=params.lambda1, drop_ratio=params.drop_ratio, hiding=params.hiding,
                         mask_update_every=params.mask_update_every, stage3=params.stage3)
+        if not params.freeze_hidden_bn:
+            settings["freeze_hidden_bn"] = False
     return {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in settings.items()}
 
 
@@ -192,7 +196,8 @@ def train_stage2(params: Params, paths: DatasetPaths) -> None:
                                                            [paths.manifest, paths.checkpoint(1)]))
         _train("stage2", params.stage2.epochs,
                lambda e: train_mask_epoch(mask_model, extractor, optimizer, make, params.stage2.batch_size,
-                                          params.lambda2, params.sparsity_weight, rng, e),
+                                          params.lambda2, params.sparsity_weight, rng, e,
+                                          mask_space=params.mask_space),
                state, progress, {"main": LossLog(paths.losses("stage2"), MASK_LOSSES, cluster.is_main)},
                paths.checkpoint(2),
                lambda: {"mask": mask_net.state_dict(), "mask_optimizer": optimizer.state_dict(),
@@ -236,12 +241,13 @@ def train_stage3(params: Params, paths: DatasetPaths) -> None:
             # the frozen F are used directly: only the module being trained goes through DDP
             values = train_joint_epoch(model, mask_net if learned else None, opt_f, make, sampler,
                                        params.lambda1, params.drop_ratio, params.triplet_margin, epoch,
-                                       params.hiding, hide_generator)
+                                       params.hiding, hide_generator, params.mask_space, params.freeze_hidden_bn)
             if learned and (epoch + 1) % params.mask_update_every == 0:
                 logs["mask"].add(epoch, train_mask_epoch(mask_model, extractor, opt_m, make,
                                                          params.stage2.batch_size, params.lambda2,
                                                          params.sparsity_weight, rng, epoch,
-                                                         stage="train_joint (stage 3, M update)"))
+                                                         stage="train_joint (stage 3, M update)",
+                                                         mask_space=params.mask_space))
             return values
 
         _train("stage3", params.stage3.epochs, epoch_step, state, progress, logs, paths.checkpoint(3),
