@@ -18,7 +18,7 @@ import pandas as pd
 from maskreid.io import atomic_write_text
 
 MEASURES = ("mAP", "rank1", "mINP")
-RUN_COLUMNS = ["dataset", "profile", "hiding", "seed", "lambda1", "drop_ratio", "experiment", "rev",
+RUN_COLUMNS = ["dataset", "epochs", "profile", "hiding", "seed", "lambda1", "drop_ratio", "experiment", "rev",
                *[f"stage1_{m}" for m in MEASURES], *[f"stage3_{m}" for m in MEASURES]]
 
 
@@ -49,7 +49,7 @@ def runs_from_exp_show(entries: list[dict[str, Any]]) -> pd.DataFrame:
             values = (metrics or {}).get("data") or {}
             if not path.startswith("metrics/") or "stage3" not in values or "stage1" not in values:
                 continue
-            rows.append({"dataset": Path(path).stem, "profile": params.get("profile"),
+            rows.append({"dataset": Path(path).stem, "epochs": _epochs(params), "profile": params.get("profile"),
                          "hiding": params.get("hiding", "learned"), "seed": params.get("seed"),
                          "lambda1": params.get("lambda1"), "drop_ratio": params.get("drop_ratio"),
                          "experiment": node.get("name") or "", "rev": node.get("rev"),
@@ -57,7 +57,14 @@ def runs_from_exp_show(entries: list[dict[str, Any]]) -> pd.DataFrame:
                          **{f"stage3_{m}": values["stage3"].get(m) for m in MEASURES}})
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
     # the same settings twice (a committed run and an experiment that reproduced it): the results are equal
-    return runs.drop_duplicates(subset=["dataset", "profile", "hiding", "seed", "lambda1", "drop_ratio"])
+    return runs.drop_duplicates(subset=["dataset", "epochs", "profile", "hiding", "seed", "lambda1", "drop_ratio"])
+
+
+def _epochs(params: dict[str, Any]) -> str:
+    """The active profile's schedule, "stage1/stage2/stage3" epochs: runs with other schedules are other
+    settings (a shortened sweep is reported beside, never mixed with, the full one)."""
+    profile = ((params.get("profiles") or {}).get(params.get("profile")) or {})
+    return "/".join(str((profile.get(f"stage{n}") or {}).get("epochs", "?")) for n in (1, 2, 3))
 
 
 def _mean_sd(values: pd.Series) -> tuple[float, float]:
@@ -71,29 +78,29 @@ def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if runs.empty:
         raise AblationError("no experiment with stage-3 metrics found; run e.g. `dvc exp run --queue "
                             "-S 'seed=0,1,2' -S 'hiding=learned,random_blocks,none'` and `dvc queue start`")
-    keys = ["dataset", "profile", "lambda1", "drop_ratio"]
-    mixed = runs.groupby("dataset")[["profile", "lambda1", "drop_ratio"]].nunique()
+    keys = ["dataset", "epochs", "profile", "lambda1", "drop_ratio"]
+    mixed = runs.groupby(["dataset", "epochs"])[["profile", "lambda1", "drop_ratio"]].nunique()
     if (mixed > 1).any(axis=None):
         raise AblationError("the experiments of one dataset differ in profile, lambda1 or drop_ratio:\n"
                             f"{runs[keys + ['hiding', 'seed', 'experiment']].to_string(index=False)}\n"
                             "compare like with like (remove the others with `dvc exp remove`)")
     table = []
-    for (dataset, hiding), group in runs.groupby(["dataset", "hiding"], sort=True):
-        row: dict[str, Any] = {"dataset": dataset, "hiding": hiding, "seeds": len(group),
+    for (dataset, epochs, hiding), group in runs.groupby(["dataset", "epochs", "hiding"], sort=True):
+        row: dict[str, Any] = {"dataset": dataset, "epochs": epochs, "hiding": hiding, "seeds": len(group),
                                "seed_list": " ".join(str(s) for s in sorted(group.seed))}
         for m in MEASURES:
             row[f"{m}_mean"], row[f"{m}_sd"] = _mean_sd(group[f"stage3_{m}"])
         row["stage1_mAP_mean"], row["stage1_mAP_sd"] = _mean_sd(group["stage1_mAP"])
         table.append(row)
     paired = []
-    for dataset, group in runs.groupby("dataset", sort=True):
+    for (dataset, epochs), group in runs.groupby(["dataset", "epochs"], sort=True):
         learned = group[group.hiding == "learned"].set_index("seed")
         for control in sorted(set(group.hiding) - {"learned"}):
             other = group[group.hiding == control].set_index("seed")
             seeds = sorted(set(learned.index) & set(other.index))
             if not seeds:
                 continue
-            row = {"dataset": dataset, "comparison": f"learned - {control}", "seeds": len(seeds)}
+            row = {"dataset": dataset, "epochs": epochs, "comparison": f"learned - {control}", "seeds": len(seeds)}
             for m in MEASURES:
                 diff = learned.loc[seeds, f"stage3_{m}"] - other.loc[seeds, f"stage3_{m}"]
                 row[f"{m}_diff_mean"], row[f"{m}_diff_sd"] = _mean_sd(diff)
@@ -112,22 +119,24 @@ def render_markdown(table: pd.DataFrame, paired: pd.DataFrame, runs: pd.DataFram
              "stage-3 model, percent; mean ± sample standard deviation over seeds (the `seed` parameter: initialisation,",
              "sampling, augmentation; the dataset draw stays fixed). `none` = stage 3 trained on original images only (the",
              "same schedule: the \"just train longer\" control); `random_blocks` / `random_pixels` = as many pixels hidden as",
-             "the learned masks hide, chosen without M.",
+             "the learned masks hide, chosen without M. Epochs: stage 1 / stage 2 / stage 3 of the run's profile (a",
+             "shortened schedule is a setting of its own).",
              "",
-             "| dataset | hiding | seeds | mAP | rank-1 | mINP | stage-1 mAP (same seeds) |",
-             "|---|---|---|---|---|---|---|"]
+             "| dataset | epochs | hiding | seeds | mAP | rank-1 | mINP | stage-1 mAP (same seeds) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
-        lines.append(f"| {r.dataset} | {r.hiding} | {r.seeds} ({r.seed_list}) | {_pm(r.mAP_mean, r.mAP_sd)} | "
+        lines.append(f"| {r.dataset} | {r.epochs} | {r.hiding} | {r.seeds} ({r.seed_list}) | {_pm(r.mAP_mean, r.mAP_sd)} | "
                      f"{_pm(r.rank1_mean, r.rank1_sd)} | {_pm(r.mINP_mean, r.mINP_sd)} | "
                      f"{_pm(r.stage1_mAP_mean, r.stage1_mAP_sd)} |")
     lines += ["", "Paired differences (same seed, so the same stage-1 and stage-2 models), mean ± sd over seeds:", "",
-              "| dataset | comparison | seeds | mAP | rank-1 | mINP |", "|---|---|---|---|---|---|"]
+              "| dataset | epochs | comparison | seeds | mAP | rank-1 | mINP |", "|---|---|---|---|---|---|---|"]
     for r in paired.itertuples():
-        lines.append(f"| {r.dataset} | {r.comparison} | {r.seeds} | {_pm(r.mAP_diff_mean, r.mAP_diff_sd)} | "
+        lines.append(f"| {r.dataset} | {r.epochs} | {r.comparison} | {r.seeds} | {_pm(r.mAP_diff_mean, r.mAP_diff_sd)} | "
                      f"{_pm(r.rank1_diff_mean, r.rank1_diff_sd)} | {_pm(r.mINP_diff_mean, r.mINP_diff_sd)} |")
-    fixed = runs.iloc[0]
-    lines += ["", f"Settings shared by every run: profile `{fixed.profile}`, lambda1 {fixed.lambda1}, "
-                  f"drop_ratio {fixed.drop_ratio}. Every run: `reports/ablation_runs.csv`.", ""]
+    shared = runs.groupby(["dataset", "epochs"], sort=True).first()
+    settings = "; ".join(f"{d} ({e}): profile `{r.profile}`, lambda1 {r.lambda1}, drop_ratio {r.drop_ratio}"
+                         for (d, e), r in shared.iterrows())
+    lines += ["", f"Settings shared by the runs of each row group: {settings}. Every run: `reports/ablation_runs.csv`.", ""]
     return "\n".join(lines)
 
 
@@ -135,7 +144,8 @@ def write_ablation(entries: list[dict[str, Any]], out_dir: Path) -> pd.DataFrame
     """reports/ablation.md, ablation.csv (the summary) and ablation_runs.csv (every run) from exp show."""
     runs = runs_from_exp_show(entries)
     table, paired = summarize(runs)
-    atomic_write_text(out_dir / "ablation_runs.csv", runs.sort_values(["dataset", "hiding", "seed"]).to_csv(index=False))
+    atomic_write_text(out_dir / "ablation_runs.csv",
+                      runs.sort_values(["dataset", "epochs", "hiding", "seed"]).to_csv(index=False))
     summary = pd.concat([table.assign(kind="per hiding"), paired.assign(kind="paired difference")], ignore_index=True)
     atomic_write_text(out_dir / "ablation.csv", summary.to_csv(index=False, float_format="%.4f"))
     atomic_write_text(out_dir / "ablation.md", render_markdown(table, paired, runs))

@@ -47,26 +47,27 @@ def evaluate_distances(path: Path, max_rank: int, same_camera_removal: bool = Tr
     return result
 
 
-def ablation(exp_show: Path | None, out: Path) -> int:
-    """Write the ablation report from a saved exp-show listing or from `dvc exp show --json` run here."""
+def ablation(exp_show: list[Path] | None, out: Path) -> int:
+    """Write the ablation report from saved exp-show listings (several repositories' sweeps together) or from
+    `dvc exp show --json` run here."""
     import subprocess
 
     from maskreid.ablation import AblationError, load_exp_show, write_ablation
     from maskreid.io import atomic_write_text
 
     try:
-        if exp_show is None:
+        if not exp_show:
             listing = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
             if listing.returncode != 0:
                 raise AblationError(f"`dvc exp show --json` failed: {listing.stderr.strip()[-500:]}")
-            exp_show = out / "ablation_exp_show.json"
-            atomic_write_text(exp_show, listing.stdout)
-        summary = write_ablation(load_exp_show(exp_show), out)
+            exp_show = [out / "ablation_exp_show.json"]
+            atomic_write_text(exp_show[0], listing.stdout)
+        summary = write_ablation([entry for path in exp_show for entry in load_exp_show(path)], out)
     except AblationError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {out / 'ablation.md'}, {out / 'ablation.csv'}, {out / 'ablation_runs.csv'} "
-          f"({len(summary)} rows) from {exp_show}")
+          f"({len(summary)} rows) from {', '.join(map(str, exp_show))}")
     return 0
 
 
@@ -256,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--k2", type=int, default=6, help="re-ranking k2 (default 6)")
     ev.add_argument("--lambda", dest="lambda_value", type=float, default=0.3, help="re-ranking lambda (default 0.3)")
     ab = sub.add_parser("ablation", help="the masks ablation table (reports/ablation.md) from DVC experiments")
-    ab.add_argument("--exp-show", type=Path, default=None,
-                    help="a saved `dvc exp show --json` listing (default: run it in the current repository)")
+    ab.add_argument("--exp-show", type=Path, action="append", default=None,
+                    help="a saved `dvc exp show --json` listing, repeatable (default: run it in the current repository)")
     ab.add_argument("-o", "--out", type=Path, default=Path("reports"), help="output folder (default reports/)")
     ex = sub.add_parser("extract", help="embeddings of image files or folders (recursive) with a trained model")
     ex.add_argument("model", type=Path, help="a checkpoint (models/<ds>/stage3.pt) or its ONNX export")

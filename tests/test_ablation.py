@@ -17,13 +17,15 @@ MAP = {("learned", 0): 40.0, ("learned", 1): 44.0, ("learned", 2): 42.0,
        ("random_blocks", 0): 39.0, ("random_blocks", 1): 40.0}
 
 
-def _node(name: str, hiding: str, seed: int, lambda1: float = 0.9) -> dict:
+def _node(name: str, hiding: str, seed: int, lambda1: float = 0.9, epochs: tuple = (30, 4, 12),
+          dataset: str = "synthetic") -> dict:
     m = MAP[(hiding, seed)]
     block = {"mAP": m, "rank1": m + 1, "mINP": m / 2}
+    profiles = {"quick": {f"stage{n}": {"epochs": e} for n, e in zip((1, 2, 3), epochs)}}
     return {"rev": f"rev-{name}", "name": name, "error": None, "experiments": None, "data": {
         "params": {"params.yaml": {"data": {"seed": seed, "hiding": hiding, "profile": "quick", "lambda1": lambda1,
-                                            "drop_ratio": 0.3}}},
-        "metrics": {"metrics/synthetic.json": {"data": {"mAP": m, "stage1": {"mAP": 30.0 + seed, "rank1": 1.0,
+                                            "drop_ratio": 0.3, "profiles": profiles}}},
+        "metrics": {f"metrics/{dataset}.json": {"data": {"mAP": m, "stage1": {"mAP": 30.0 + seed, "rank1": 1.0,
                                                                                "mINP": 1.0}, "stage3": block}}}}}
 
 
@@ -81,8 +83,8 @@ def test_cli_writes_the_report_files(tmp_path: Path) -> None:
     source.write_text(json.dumps(listing()))
     assert cli_main(["ablation", "--exp-show", str(source), "-o", str(tmp_path / "reports")]) == 0
     md = (tmp_path / "reports" / "ablation.md").read_text()
-    assert "| synthetic | learned | 3 (0 1 2) | 42.00 ± 2.00 | 43.00 ± 2.00 | 21.00 ± 1.00 |" in md
-    assert "| synthetic | learned - none | 3 | -1.00 ± 2.00 |" in md
+    assert "| synthetic | 30/4/12 | learned | 3 (0 1 2) | 42.00 ± 2.00 | 43.00 ± 2.00 | 21.00 ± 1.00 |" in md
+    assert "| synthetic | 30/4/12 | learned - none | 3 | -1.00 ± 2.00 |" in md
     summary = pd.read_csv(tmp_path / "reports" / "ablation.csv")
     assert set(summary.kind) == {"per hiding", "paired difference"}
     assert len(pd.read_csv(tmp_path / "reports" / "ablation_runs.csv")) == len(MAP)
@@ -96,3 +98,17 @@ def test_cli_explains_an_empty_or_broken_listing(tmp_path: Path, capsys: pytest.
     assert cli_main(["ablation", "--exp-show", str(tmp_path / "bad.json"), "-o", str(tmp_path)]) == 1
     assert "not a readable `dvc exp show --json` listing" in capsys.readouterr().err
     assert not (tmp_path / "ablation.md").exists()
+
+
+def test_a_shortened_schedule_and_another_repository_are_reported_beside_not_mixed(tmp_path: Path) -> None:
+    """Two listings (e.g. a sweep run in another clone) on the CLI; runs with other epochs form their own rows."""
+    (tmp_path / "a.json").write_text(json.dumps(listing()))
+    short = [_node(f"short-{h}-{s}", h, s, epochs=(15, 2, 6), dataset="cuhk01") for (h, s) in MAP if h != "random_blocks"]
+    (tmp_path / "b.json").write_text(json.dumps([{**short[0], "experiments": [
+        {"name": n["name"], "executor": None, "revs": [n]} for n in short[1:]]}]))
+    assert cli_main(["ablation", "--exp-show", str(tmp_path / "a.json"), "--exp-show", str(tmp_path / "b.json"),
+                     "-o", str(tmp_path)]) == 0
+    md = (tmp_path / "ablation.md").read_text()
+    assert "| cuhk01 | 15/2/6 | learned | 3 (0 1 2) | 42.00 ± 2.00 |" in md
+    assert "| cuhk01 | 15/2/6 | learned - none | 3 | -1.00 ± 2.00 |" in md
+    assert "| synthetic | 30/4/12 | learned | 3 (0 1 2) |" in md
