@@ -4,7 +4,8 @@
 - brightness: does M follow brightness rather than identity? (in pixel space M(a)*a leaves a dark pixel
   almost unchanged whatever the mask, so L_identity never asks M to keep dark pixels);
 - input dependence and the share of hidden pixels on the person against M's average mask (fixed pattern?);
-- checkerboard: the share of the mask's variation at the 2-pixel period transposed convolutions leave;
+- checkerboard: the share of the mask's variation at the 2-pixel period transposed convolutions leave, and
+  a grid of squares every 16 pixels (the U-Net's four pooling levels);
 - borders: the mask's mean near the image border against the interior (zero padding);
 - the balance of L_mask's terms (identity vs weighted sparsity vs contiguity);
 - the two triplet terms of Eq. 2 at the start of stage 3: their values, the norms of their weighted gradients
@@ -50,6 +51,25 @@ def checkerboard_share(masks: torch.Tensor) -> float:
     nyquist[h // 2, :] = True
     nyquist[:, w // 2] = True
     return float(spectrum[..., nyquist].sum() / spectrum.sum().clamp_min(1e-12))
+
+
+def grid_peak(masks: torch.Tensor, period: int) -> float:
+    """How much a mask repeats with `period` pixels in both directions (a grid of squares, as the U-Net's 4
+    pooling levels can leave every 16 pixels): the mean spectral power on the lattice of that period's
+    harmonics divided by the mean power of all non-constant frequencies. About 1: no such grid; far above 1:
+    one is there. NaN when the image size is not a multiple of the period."""
+    h, w = masks.shape[-2:]
+    if h % period or w % period:
+        return float("nan")
+    power = torch.fft.fft2(masks.float()).abs().pow(2).mean(0) if masks.dim() == 3 else \
+        torch.fft.fft2(masks.float()).abs().pow(2)
+    ky = torch.arange(h) % (h // period) == 0
+    kx = torch.arange(w) % (w // period) == 0
+    lattice = ky[:, None] & kx[None, :]
+    lattice[0, 0] = False
+    ac = torch.ones(h, w, dtype=torch.bool)
+    ac[0, 0] = False
+    return float(power[lattice].mean() / power[ac].mean().clamp_min(1e-12))
 
 
 def border_ratio(masks: torch.Tensor) -> float:
@@ -124,7 +144,8 @@ def mask_statistics(masks: torch.Tensor, images01: torch.Tensor, drop_ratio: flo
     return {"mask_mean": float(masks.mean()), "input_dependence": input_dependence(masks),
             "brightness_correlation": brightness_correlation(images01, masks),
             "hidden_luminance": float(lum[hidden].mean()), "image_luminance": float(lum.mean()),
-            "checkerboard_share": checkerboard_share(masks), "border_ratio": border_ratio(masks)}
+            "checkerboard_share": checkerboard_share(masks), "grid_peak_16": grid_peak(masks, 16),
+            "border_ratio": border_ratio(masks)}
 
 
 def centre_batch(cache: ImageCache, crop: tuple[int, int], n: int, device: torch.device) -> torch.Tensor:

@@ -49,3 +49,16 @@ def test_triplet_terms_leave_the_model_as_it_was_and_weight_the_gradients() -> N
     # the hidden term's weighted gradient scales with 1 - lambda1: 0.1 vs 0.5
     assert abs(high["grad_norm_hidden_weighted"] / low["grad_norm_hidden_weighted"] - 5.0) < 1e-3
     assert low["bn_mean_shift_mean"] > 0
+
+
+def test_grid_peak_sees_squares_every_sixteen_pixels() -> None:
+    from maskreid.mask_diagnostics import grid_peak
+
+    torch.manual_seed(0)
+    y, x = torch.meshgrid(torch.arange(64), torch.arange(32), indexing="ij")
+    blob = torch.exp(-((y - 32.0) ** 2 / 300 + (x - 16.0) ** 2 / 80)).expand(4, 64, 32)
+    noise = blob + 0.05 * torch.rand(4, 64, 32)
+    squares = noise + 0.3 * ((y % 16 < 4) & (x % 16 < 4)).float()
+    assert grid_peak(noise, 16) < 3
+    assert grid_peak(squares, 16) > 10 * grid_peak(noise, 16)
+    assert grid_peak(squares[:, :60], 16) != grid_peak(squares[:, :60], 16)          # 60 rows: NaN
