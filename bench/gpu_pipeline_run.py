@@ -13,6 +13,7 @@ checkpoints that do not load on the CPU, an export that needs the CPU.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -35,6 +36,8 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--epochs", type=int, nargs=3, default=[50, 25, 100])
     ap.add_argument("--profile", default="paper", help="quick: a smoke run of this script on a CPU")
+    ap.add_argument("--hidings", nargs="+", default=["learned"],
+                    help="stage 3 and evaluation once per value, from the same stage-1 and stage-2 models")
     args = ap.parse_args()
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["profile"], raw["datasets"] = args.profile, ["synthetic"]
@@ -53,18 +56,36 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, device {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}; "
           f"epochs {args.epochs}; project in {root}", flush=True)
-    times = {}
-    for name, step in (("prepare", prepare), ("stage1", train_stage1), ("stage2", train_stage2),
-                       ("stage3", train_stage3), ("evaluate", evaluate_dataset), ("masks", masks_figure),
-                       ("export", export_final_model)):
+    times: dict[str, float] = {}
+    by_hiding: dict[str, dict] = {}
+
+    def timed(name: str, step, p) -> None:
         began = time.perf_counter()
-        step(params, paths)
+        step(p, paths)
         times[name] = round(time.perf_counter() - began, 1)
         print(f"{name}: {times[name]} s", flush=True)
+
+    for name, step in (("prepare", prepare), ("stage1", train_stage1), ("stage2", train_stage2)):
+        timed(name, step, params)
+    for i, hiding in enumerate(args.hidings):
+        p = dataclasses.replace(params, hiding=hiding)
+        for stale in (paths.checkpoint(3), paths.progress(3)):
+            stale.unlink(missing_ok=True)
+        suffix = "" if i == 0 else f"_{hiding}"
+        timed("stage3" + suffix, train_stage3, p)
+        timed("evaluate" + suffix, evaluate_dataset, p)
+        by_hiding[hiding] = json.loads(paths.metrics.read_text())
+        print(hiding, json.dumps({k: by_hiding[hiding][k] for k in ("stage1", "stage3")}), flush=True)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "gpu_pipeline_hidings.json").write_text(json.dumps({"seconds": times, "by_hiding": by_hiding,
+                                                                        "epochs": args.epochs}, indent=1))
+        if i == 0:
+            timed("masks", masks_figure, p)
+            timed("export", export_final_model, p)
     for stage in (1, 3):   # a GPU-trained checkpoint loads on a CPU-only machine
         payload = torch.load(paths.checkpoint(stage), map_location="cpu", weights_only=True)
         assert all(t.device.type == "cpu" for t in payload["extractor"].values())
-    metrics = json.loads(paths.metrics.read_text())
+    metrics = by_hiding[args.hidings[0]]
     print(json.dumps({"seconds": times, "metrics": metrics}, indent=1), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_pipeline_metrics.json").write_text(json.dumps({"seconds": times, "metrics": metrics,
