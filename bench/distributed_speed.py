@@ -60,7 +60,7 @@ def time_stage1(cluster: Cluster, steps: int) -> float:
     return steps * P * K / (time.perf_counter() - began)
 
 
-def volume() -> list[str]:
+def volume(gpu_rate: float) -> list[str]:
     """Bytes a step of the paper profile moves between ranks, and what that costs at stated bandwidths."""
     f = FeatureExtractor("resnet50", 512)
     m = UNet(32)
@@ -90,12 +90,13 @@ def volume() -> list[str]:
     flops = _stage1_flops_per_image()
     lines.append("")
     lines.append(f"Projected stage-1 step of the paper profile (PK 20x3 = 60 images, {flops / 1e9:.2f} GFLOP per image forward "
-                 f"and backward, counted by torch's FlopCounterMode), assuming a GPU sustains {SUSTAINED / 1e12:.0f} TFLOP/s "
-                 "(about 40% of an H100's dense bf16 peak; an assumption, not a measurement):")
+                 f"and backward, counted by torch's FlopCounterMode) from one GPU's measured {gpu_rate:.0f} images/s "
+                 f"({gpu_rate * flops / 1e12:.1f} TFLOP/s; bench/gpu_train_speed.py on an H200, fp32), assuming the "
+                 "compute splits perfectly over 8 GPUs (optimistic: 7-8 images per GPU use a GPU even less well):")
     lines.append("")
     lines.append("| GPUs, interconnect | compute per GPU | F's all-reduce | step, no overlap | step, full overlap | speed-up over 1 GPU |")
     lines.append("|---|---|---|---|---|---|")
-    one = P * K * flops / SUSTAINED
+    one = P * K / gpu_rate
     lines.append(f"| 1 | {one * 1e3:.2f} ms | 0 | {one * 1e3:.2f} ms | {one * 1e3:.2f} ms | 1.00x |")
     per_gpu = 2 * 7 / 8 * rows[0][2] + rows[0][4]
     for label, bw in (("8, NVLink 4 (450 GB/s)", 450e9), ("8, PCIe 4.0 (25 GB/s)", 25e9), ("8 over 2 nodes, 100 Gb/s (12 GB/s)", 12e9)):
@@ -103,9 +104,6 @@ def volume() -> list[str]:
         lines.append(f"| {label} | {compute * 1e3:.2f} ms | {comm * 1e3:.2f} ms | {(compute + comm) * 1e3:.2f} ms | "
                      f"{max(compute, comm) * 1e3:.2f} ms | {one / (compute + comm):.2f}x to {one / max(compute, comm):.2f}x |")
     return lines
-
-
-SUSTAINED = 400e12
 
 
 def _stage1_flops_per_image() -> float:
@@ -123,6 +121,8 @@ def main() -> None:
     ap.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--volume-only", action="store_true")
+    ap.add_argument("--gpu-rate", type=float, default=3110.0,
+                    help="one GPU's stage-1 images/s for the projection (default: measured on an H200, fp32)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -153,7 +153,7 @@ def main() -> None:
             base = base or rate
             print(f"| {n} | {threads} | {rate:.1f} | {rate / base:.2f}x | {100 * rate / base / n:.0f}% |", flush=True)
     print()
-    print("\n".join(volume()))
+    print("\n".join(volume(args.gpu_rate)))
 
 
 if __name__ == "__main__":
