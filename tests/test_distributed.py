@@ -17,6 +17,7 @@ import torch
 from maskreid.distributed import SINGLE, Cluster
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow     # torchrun starts: each test runs processes that import torch
 STEPS = REPO / "tests" / "distributed_steps.py"
 TOL = 1e-5
 
@@ -131,7 +132,6 @@ def test_a_failing_rank_stops_the_whole_run(tmp_path: Path, fault: str) -> None:
     assert not (tmp_path / "never.pt").exists()
 
 
-@pytest.mark.slow
 def test_dvc_stage_on_two_processes_survives_a_killed_rank(tmp_path: Path) -> None:
     """`distributed.processes: 2` in the profile: `dvc repro` runs stage 1 under torchrun (the DVC cmd is
     unchanged); SIGKILL one rank mid-run, the stage fails; the next `dvc repro` resumes from the progress file
