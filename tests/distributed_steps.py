@@ -67,6 +67,12 @@ def run_steps(cluster: Cluster) -> dict[str, Any]:
     batch = [0, 1, 2, 3, 4, 5, 9, 10, 11, 12, 13, 14, 15, 16, 17]
     losses = train_extractor_epoch(model, optimizer, _maker(cache, cluster, 1), [batch], 1.0, 0)
     out["stage1"] = {"losses": losses, "extractor": _state(extractor)}
+    # the same step with plain SGD: the update is proportional to the gradient, so every weight must agree
+    extractor, _ = _models(cluster)
+    model = cluster.wrap(extractor, cpu)
+    losses = train_extractor_epoch(model, torch.optim.SGD(extractor.parameters(), lr=0.1), _maker(cache, cluster, 1),
+                                   [batch], 1.0, 0)
+    out["stage1_sgd"] = {"losses": losses, "extractor": _state(extractor)}
     # stage 3, F's step (4 ids x 3 = 12 rows), with M's top 30% hidden and with random blocks
     for hiding in ("learned", "random_blocks"):
         extractor, mask_net = _models(cluster)

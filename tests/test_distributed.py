@@ -46,7 +46,7 @@ def steps(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     return run_steps(SINGLE), two
 
 
-def _compare(one: dict, two: dict, module: str) -> None:
+def _compare(one: dict, two: dict, module: str, every_weight: bool = False) -> None:
     """Gradients within TOL of one process; weights and buffers after the Adam step within TOL wherever the
     gradient is above rounding noise. (Adam's first step moves a weight by lr * g / |g|: a gradient that is
     zero up to rounding, like the bias of a conv that BatchNorm follows, becomes +-lr of noise with one
@@ -60,7 +60,7 @@ def _compare(one: dict, two: dict, module: str) -> None:
     assert a1.keys() == a2.keys()
     for name in a1:
         diff = (a1[name].double() - a2[name].double()).abs()
-        if name in g1:
+        if name in g1 and not every_weight:
             diff = diff[g1[name].abs() > 10 * TOL]
         assert diff.numel() == 0 or diff.max().item() <= TOL, f"{module} {name}: differs by {diff.max():.2e} after the step"
 
@@ -76,6 +76,14 @@ def test_stage1_step_on_two_processes_equals_one(steps: tuple[dict, dict]) -> No
     one, two = steps
     _same_losses(one["stage1"]["losses"], two["stage1"]["losses"])
     _compare(one["stage1"], two["stage1"], "extractor")
+
+
+def test_stage1_sgd_step_on_two_processes_moves_every_weight_as_one(steps: tuple[dict, dict]) -> None:
+    """With an update proportional to the gradient (SGD, lr 0.1) no element is excluded: every weight and
+    buffer after the step within 1e-5 of one process."""
+    one, two = steps
+    _same_losses(one["stage1_sgd"]["losses"], two["stage1_sgd"]["losses"])
+    _compare(one["stage1_sgd"], two["stage1_sgd"], "extractor", every_weight=True)
 
 
 @pytest.mark.parametrize("hiding", ["learned", "random_blocks"])
