@@ -88,7 +88,10 @@ class Cluster:
             return module
         from torch.nn.parallel import DistributedDataParallel
         ids = [device.index] if device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=False)
+        try:
+            return DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=False)
+        except TypeError:   # torch before 2.14 names it broadcast_buffers (the pinned 2.14.1 deprecates that)
+            return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 
 
 SINGLE = Cluster()
