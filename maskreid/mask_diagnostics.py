@@ -157,7 +157,7 @@ def diagnose(params: "Params", paths: "DatasetPaths", n_images: int = 200, seed:
     """Every measure above for one trained dataset: M of stage 2 with the stage-1 F (stage 3's start) and M of
     stage 3 with the stage-3 F (its end); hiding by M against random blocks of the same size."""
     from maskreid.data.sampler import PKSampler
-    from maskreid.mask_measures import hidden_on_person, silhouettes_of
+    from maskreid.mask_measures import person_measures, silhouettes_of
     from maskreid.masking import random_block_mask
     from maskreid.pipeline.common import build_extractor_from, load_mask_net, load_split
 
@@ -184,10 +184,7 @@ def diagnose(params: "Params", paths: "DatasetPaths", n_images: int = 200, seed:
             pk_keep = top_fraction_mask(mask_net(pk_images).float(), params.drop_ratio)
         row: dict[str, Any] = mask_statistics(masks, q01, params.drop_ratio)
         if person is not None:
-            sub = person[:len(masks)]
-            row["hidden_on_person"], row["person_share"] = hidden_on_person(masks, sub, params.drop_ratio)
-            row["hidden_on_person_fixed"], _ = hidden_on_person(masks.mean(0, keepdim=True).expand_as(masks), sub,
-                                                                params.drop_ratio)
+            row.update(person_measures(masks, person[:len(masks)], params.drop_ratio))
         row.update(mask_terms(mask_net, extractor, mask_batch, normalizer, params.lambda2, params.sparsity_weight,
                               params.mask_space))
         row["learned_hiding"] = triplet_terms(extractor, pk_keep, pk_images, pk_pids, normalizer, params.lambda1,

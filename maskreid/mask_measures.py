@@ -55,3 +55,12 @@ def hidden_on_person(masks: torch.Tensor, person: torch.Tensor, drop_ratio: floa
     more than chance would; below: mostly background."""
     hidden = top_fraction_mask(masks[:, None].float(), drop_ratio)[:, 0] == 0
     return float((hidden & person).sum() / hidden.sum()), float(person.float().mean())
+
+
+def person_measures(masks: torch.Tensor, person: torch.Tensor, drop_ratio: float) -> dict[str, float]:
+    """hidden_on_person and person_share (hidden_on_person above), and hidden_on_person_fixed: the same share
+    when every image is hidden with one mask, M's average (what a fixed occluder gets), the control that says
+    whether M's per-image masks add anything."""
+    share, person_share = hidden_on_person(masks, person, drop_ratio)
+    fixed, _ = hidden_on_person(masks.mean(0, keepdim=True).expand_as(masks), person, drop_ratio)
+    return {"hidden_on_person": share, "hidden_on_person_fixed": fixed, "person_share": person_share}

@@ -144,28 +144,12 @@ def test_dvc_stage_on_two_processes_survives_a_killed_rank(tmp_path: Path) -> No
     """`distributed.processes: 2` in the profile: `dvc repro` runs stage 1 under torchrun (the DVC cmd is
     unchanged); SIGKILL one rank mid-run, the stage fails; the next `dvc repro` resumes from the progress file
     rank 0 wrote and finishes."""
-    import yaml
-    from tests.test_pipeline import TINY, TINY_PROFILE, dvc_status, git, run, user_env
+    from tests.test_pipeline import TINY_PROFILE, dvc_status, run, tiny_project, user_env
     from tests.test_resume import _epoch_of
 
-    root = tmp_path / "p"
-    for name in ("stages", "maskreid", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore", "data/raw/README.md",
-                 "data/raw/.gitignore", "data/raw/synthetic"):
-        src = REPO / name
-        if src.is_dir():
-            import shutil
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
-        else:
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).write_bytes(src.read_bytes())
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params.update(TINY)
-    params["profiles"]["quick"] = {**TINY_PROFILE, "stage1": {**TINY_PROFILE["stage1"], "epochs": 8},
-                                   "distributed": {"processes": 2, "backend": "gloo", "timeout_s": 60}}
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], root)
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "tiny, two processes")
+    root = tiny_project(tmp_path / "p", {**TINY_PROFILE, "stage1": {**TINY_PROFILE["stage1"], "epochs": 8},
+                                         "distributed": {"processes": 2, "backend": "gloo", "timeout_s": 60}},
+                        "tiny, two processes")
     run(["dvc", "repro", "prepare@synthetic"], root)
 
     progress = root / "models/synthetic/stage1.progress.pt"

@@ -68,10 +68,9 @@ def dvc_status(cwd: Path) -> dict:
     return json.loads(run(["dvc", "status", "--json"], cwd).stdout)
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the project with tiny params, as a git repository, after `dvc repro` (bytecode on)."""
-    root = tmp_path_factory.mktemp("project")
+def tiny_project(root: Path, quick_profile: dict, message: str = "tiny") -> Path:
+    """A copy of the project's code and DVC files at `root` with TINY params and `quick_profile` as the quick
+    profile, committed to a new git repository (nothing run yet)."""
     for name in ("stages", "maskreid", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore", "data/raw/README.md",
                  "data/raw/.gitignore", "data/raw/synthetic"):
         src = REPO / name
@@ -82,11 +81,18 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copy2(src, root / name)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params.update(TINY)
-    params["profiles"]["quick"] = TINY_PROFILE
+    params["profiles"]["quick"] = quick_profile
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], root)
     git(root, "add", "-A")
-    git(root, "commit", "-qm", "tiny")
+    git(root, "commit", "-qm", message)
+    return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project with tiny params, as a git repository, after `dvc repro` (bytecode on)."""
+    root = tiny_project(tmp_path_factory.mktemp("project"), TINY_PROFILE)
     run(["dvc", "repro"], root)
     return root
 

@@ -23,7 +23,7 @@ from maskreid.io import atomic_write_text
 from maskreid.params import Params
 from maskreid.paths import DatasetPaths
 from maskreid.provenance import provenance
-from maskreid.mask_measures import hidden_on_person, input_dependence, masks_of, silhouettes_of
+from maskreid.mask_measures import input_dependence, masks_of, person_measures, silhouettes_of
 from maskreid.pipeline.common import (build_extractor, build_extractor_from, layout, load_mask_net, load_split,
                                       pick_device, seed_everything)
 
@@ -88,16 +88,13 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
     person = silhouettes_of(query, paths.prepared / "images", paths.silhouettes, params.input.resize, crop)
     on_person = {}
     if person is not None:
-        hidden_share, person_share = hidden_on_person(query_masks, person, params.drop_ratio)
-        # the control: every image hidden with the same mask, M's average one (what a fixed occluder gets)
-        fixed_share, _ = hidden_on_person(query_masks.mean(0, keepdim=True).expand_as(query_masks), person,
-                                          params.drop_ratio)
-        on_person = {"mask_hidden_on_person": round(100 * hidden_share, 4),
-                     "mask_hidden_on_person_fixed": round(100 * fixed_share, 4),
-                     "person_share": round(100 * person_share, 4)}
+        shares = person_measures(query_masks, person, params.drop_ratio)
+        on_person = {"mask_hidden_on_person": round(100 * shares["hidden_on_person"], 4),
+                     "mask_hidden_on_person_fixed": round(100 * shares["hidden_on_person_fixed"], 4),
+                     "person_share": round(100 * shares["person_share"], 4)}
         log.info("%s stage-3 masks: %.1f%% of the hidden pixels are on the person (M's average mask on every "
                  "image: %.1f%%; random hiding: %.1f%%, the person's share of the image)", paths.dataset,
-                 100 * hidden_share, 100 * fixed_share, 100 * person_share)
+                 *(100 * shares[k] for k in ("hidden_on_person", "hidden_on_person_fixed", "person_share")))
     final = results["stage3"]
     headline = [k for k in ("mAP", "rank1", "rank5", "mINP") if k in final]
     # metrics/<ds>.json: only the numbers people compare (dvc exp show / metrics diff columns)
