@@ -221,7 +221,7 @@ def export(model: Path, out: Path) -> int:
     return 0
 
 
-def diagnose_masks(dataset: str, params_file: Path, out: Path | None) -> int:
+def diagnose_masks(dataset: str, params_file: Path, out: Path | None, overrides: list[str] = ()) -> int:
     """The mask diagnostics of a trained dataset (run in the project folder), as JSON and a markdown table."""
     from maskreid.checkpoints import CheckpointError
     from maskreid.io import atomic_write_text
@@ -230,7 +230,7 @@ def diagnose_masks(dataset: str, params_file: Path, out: Path | None) -> int:
     from maskreid.paths import DatasetPaths
 
     try:
-        params = load_params(params_file)
+        params = load_params(params_file, overrides)
         result = diagnose(params, DatasetPaths(dataset))
     except (ParamsError, CheckpointError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -288,9 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     dm.add_argument("dataset", help="a dataset trained in this project, e.g. synthetic")
     dm.add_argument("--params", type=Path, default=Path("params.yaml"))
     dm.add_argument("-o", "--out", type=Path, default=None, help="write the result as .json (and the table as .md)")
+    dm.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override params.yaml, in the grammar of `dvc exp run -S` (Hydra's), e.g. --set drop_ratio=0.2")
     args = parser.parse_args(argv)
     if args.command == "diagnose-masks":
-        return diagnose_masks(args.dataset, args.params, args.out)
+        return diagnose_masks(args.dataset, args.params, args.out, args.overrides)
     if args.command == "ablation":
         return ablation(args.exp_show, args.out)
     if args.command == "extract":

@@ -1,7 +1,8 @@
-"""Load params.yaml (through Hydra's Compose API) and turn it into typed, validated settings.
+"""Load params.yaml (through Hydra's Compose API: its override grammar, the one `dvc exp run -S` speaks) and
+turn it into typed, validated settings (pydantic models of the file, then frozen dataclasses for the stages).
 
-Validation happens before any work so that a broken params.yaml fails in well under a second with one
-message that lists every problem, instead of after minutes of training.
+Validation happens before any work, and before torch is imported, so that a broken params.yaml fails in well
+under a second with one message that lists every problem, instead of after minutes of training.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Literal, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 MASK_SPACES = ("pixel", "normalized")  # where M(a)*a and the hiding act (maskreid.masking.apply_soft_mask)
@@ -70,6 +74,14 @@ class DistributedParams:
     processes: int = 1              # processes on this node (one per GPU); the stage relaunches under torchrun
     backend: str = "auto"
     timeout_s: int = 600            # a collective waiting this long for a rank that stopped answering fails
+
+
+@dataclass(frozen=True)
+class ValidationParams:
+    """Validation during training on identities held out of the training split (not the test set)."""
+
+    eval_every: int = 0             # epochs between validations of F (stages 1 and 3); 0: off, every id trains
+    ids: int = 50                   # identities held out when eval_every > 0
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,7 @@ class Params:
     stage3: Stage3Params
     cross_domain: dict[str, tuple[str, str]] = field(default_factory=dict)   # name -> (train set, test set)
     distributed: DistributedParams = field(default_factory=DistributedParams)
+    validation: ValidationParams = field(default_factory=ValidationParams)
 
 
 def load_raw(params_file: Path | str = "params.yaml", overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -149,278 +162,297 @@ def load_raw(params_file: Path | str = "params.yaml", overrides: Sequence[str] =
     path = Path(params_file).resolve()
     if not path.is_file():
         raise ParamsError(f"{path}: parameters file not found")
-    with initialize_config_dir(config_dir=str(path.parent), version_base=None):
-        cfg = compose(config_name=path.stem, overrides=list(overrides))
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(config_dir=str(path.parent), version_base=None):
+            cfg = compose(config_name=path.stem, overrides=list(overrides))
+    except HydraException as err:     # a bad override (syntax, or a key params.yaml lacks without `+`)
+        raise ParamsError(f"{path}: overrides {list(overrides)}: {err}") from None
     raw = OmegaConf.to_container(cfg, resolve=True)
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level")
     return raw
 
 
-class _Checker:
-    """Collects every problem instead of stopping at the first one."""
+# --- the schema of params.yaml, as pydantic models (strict types, unknown keys refused) ---------------------
+# pydantic reports every field problem of one validation at once; the few checks between fields run as model
+# validators (they run when the fields they compare are valid) and, for the checks across the whole file
+# (datasets vs prepare blocks, the active profile, cross_domain), in `_cross_checks` on the raw mapping.
 
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[str] = []
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    def get(self, mapping: Any, key: str, where: str) -> Any:
-        if not isinstance(mapping, dict) or key not in mapping:
-            self.problems.append(f"{where}{key}: missing")
-            return None
-        return mapping[key]
 
-    def number(self, mapping: Any, key: str, where: str, kind: type = float, *, low: float | None = None,
-               high: float | None = None, low_open: bool = False, high_open: bool = False) -> Any:
-        value = self.get(mapping, key, where)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-            self.problems.append(f"{where}{key}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
-            return None
-        too_low = low is not None and (value <= low if low_open else value < low)
-        too_high = high is not None and (value >= high if high_open else value > high)
-        if too_low or too_high:
-            lo = "(" if low_open else "["
-            hi = ")" if high_open else "]"
-            self.problems.append(f"{where}{key}: {value!r} outside {lo}{low if low is not None else '-inf'}, "
-                                 f"{high if high is not None else 'inf'}{hi}")
-            return None
-        return kind(value)
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+OpenFraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+Positive = Annotated[float, Field(gt=0.0)]
+Count = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Pair = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2, max_length=2)]
 
-    def positive_int(self, mapping: Any, key: str, where: str) -> Any:
-        return self.number(mapping, key, where, int, low=1)
 
-    def pair(self, mapping: Any, key: str, where: str) -> Any:
-        value = self.get(mapping, key, where)
-        if value is None:
-            return None
-        if (not isinstance(value, (list, tuple)) or len(value) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-            self.problems.append(f"{where}{key}: expected two positive integers [a, b], got {value!r}")
-            return None
-        return (int(value[0]), int(value[1]))
+def _problem(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
 
-    def boolean(self, mapping: Any, key: str, where: str) -> Any:
-        value = self.get(mapping, key, where)
-        if value is not None and not isinstance(value, bool):
-            self.problems.append(f"{where}{key}: expected true or false, got {value!r}")
-            return None
+
+class _Model(_Strict):
+    backbone: Literal[BACKBONES]                           # type: ignore[valid-type]
+    pretrained: str
+    embedding_dim: Count
+    unet_width: Count
+
+    @field_validator("pretrained")
+    @classmethod
+    def _weights_exist(cls, value: str) -> str:
+        if value not in ("imagenet", "none") and not Path(value).is_file():
+            raise _problem("pretrained", "neither 'imagenet', 'none' nor an existing file")
         return value
 
-    def choice(self, mapping: Any, key: str, where: str, allowed: Sequence[str]) -> Any:
-        value = self.get(mapping, key, where)
-        if value is None:
-            return None
-        if value not in allowed:
-            self.problems.append(f"{where}{key}: {value!r} is not one of {', '.join(allowed)}")
-            return None
-        return value
+
+class _Input(_Strict):
+    resize: Pair
+    crop: Pair
+    flip: Fraction
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> "_Input":
+        if self.crop[0] > self.resize[0] or self.crop[1] > self.resize[1]:
+            raise _problem("crop", f"crop {self.crop} is larger than resize {self.resize}")
+        if self.crop[0] % 16 or self.crop[1] % 16:
+            raise _problem("crop", f"crop {self.crop} must be multiples of 16 (the U-Net halves it 4 times)")
+        return self
+
+
+class _Stage1(_Strict):
+    epochs: Count
+    ids_per_batch: Annotated[int, Field(ge=2)]
+    images_per_id: Annotated[int, Field(ge=2)]
+    lr: Positive
+
+
+class _Stage2(_Strict):
+    epochs: Count
+    batch_size: Count
+    lr: Positive
+
+
+class _Stage3(_Strict):
+    epochs: Count
+
+
+class _Distributed(_Strict):
+    processes: Count = 1
+    backend: Literal[BACKENDS] = "auto"                    # type: ignore[valid-type]
+    timeout_s: Count = 600
+
+
+class _Validation(_Strict):
+    eval_every: NonNegInt = 0
+    ids: Annotated[int, Field(ge=2)] = 50
+
+
+class _Profile(_Strict):
+    precision: Literal[PRECISIONS]                         # type: ignore[valid-type]
+    distributed: _Distributed = _Distributed()
+    validation: _Validation = _Validation()
+    model: _Model
+    input: _Input
+    stage1: _Stage1
+    stage2: _Stage2
+    stage3: _Stage3
+
+
+class _Evaluation(_Strict):
+    max_rank: Count
+    ranks: Annotated[list[Count], Field(min_length=1)]
+    batch_size: Count
+    rerank: bool = False
+    rerank_k1: Count = 20
+    rerank_k2: Count = 6
+    rerank_lambda: Fraction = 0.3
+
+    @model_validator(mode="after")
+    def _ranks_fit(self) -> "_Evaluation":
+        if max(self.ranks) > self.max_rank:
+            raise _problem("ranks", f"rank {max(self.ranks)} is larger than max_rank={self.max_rank}")
+        return self
+
+
+class _Synthetic(_Strict):
+    seed: NonNegInt
+    train_ids: Count
+    test_ids: Count
+    cameras: Annotated[int, Field(ge=2, le=9)]
+    images_per_camera: Pair
+    cameras_per_id: Pair
+    distractors: NonNegInt
+    junk: NonNegInt
+    height: Annotated[int, Field(ge=32)]
+    width: Annotated[int, Field(ge=16)]
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "_Synthetic":
+        for key in ("images_per_camera", "cameras_per_id"):
+            low, high = getattr(self, key)
+            if low > high:
+                raise _problem("range", f"{key}: min {low} is larger than max {high}")
+        if self.cameras_per_id[1] > self.cameras:
+            raise _problem("range", f"cameras_per_id: max {self.cameras_per_id[1]} exceeds cameras={self.cameras}")
+        if self.cameras_per_id[0] < 2:
+            raise _problem("range", "cameras_per_id: min must be at least 2 so every query has a cross-camera match")
+        return self
+
+
+class _Cuhk01(_Strict):
+    test_ids: Count
+    split_seed: NonNegInt
+
+
+class _NoSettings(_Strict):
+    """A dataset block with nothing to set: `{}`."""
+
+
+class _Prepare(_Strict):
+    synthetic: _Synthetic | None = None
+    market1501: _NoSettings | None = None
+    dukemtmcreid: _NoSettings | None = None
+    cuhk03_labeled: _NoSettings | None = None
+    cuhk03_detected: _NoSettings | None = None
+    cuhk01: _Cuhk01 | None = None
+    custom: _NoSettings | None = None
+
+
+class _Data(_Strict):
+    accept_checksum_mismatch: bool
+    on_bad_image: Literal["error", "skip"]
+
+
+class _ParamsFile(_Strict):
+    """params.yaml as written: every profile is checked, not only the active one."""
+
+    seed: NonNegInt
+    datasets: Annotated[list[Literal[KNOWN_DATASETS]], Field(min_length=1)]   # type: ignore[valid-type]
+    cross_domain: dict[str, Any] = {}                      # checked in _cross_checks (needs `datasets`)
+    profile: Literal[KNOWN_PROFILES]                       # type: ignore[valid-type]
+    lambda1: Fraction
+    lambda2: Fraction
+    drop_ratio: OpenFraction
+    hiding: Literal[HIDINGS]                               # type: ignore[valid-type]
+    mask_space: Literal[MASK_SPACES]                       # type: ignore[valid-type]
+    freeze_hidden_bn: bool
+    triplet_margin: NonNegative
+    sparsity_weight: NonNegative
+    mask_update_every: Count
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
+    channels_last: bool
+    evaluation: _Evaluation
+    data: _Data
+    prepare: _Prepare
+    profiles: dict[str, _Profile]
+
+
+_EXPECTED = {"missing": "missing", "extra_forbidden": "unknown key (a typo? see params.yaml's comments)"}
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    """One line per problem: where (dotted path), what is wrong, and the value found."""
+    where = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden" and error["loc"] == ("precision",):
+        return ("precision: now set per profile (profiles.<name>.precision: the paper profile trains in fp32, "
+                "quick uses auto); remove the top-level key")
+    if kind in _EXPECTED:
+        return f"{where}: {_EXPECTED[kind]}"
+    message = error["msg"].removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    if kind == "string_pattern_mismatch" and where == "device":
+        message = "expected auto, cpu, cuda or cuda:N"
+    found = error.get("input")
+    shown = "" if isinstance(found, dict) else f", got {found!r}"
+    return f"{where}: {message}{shown}" if where else f"{message}{shown}"
+
+
+def _cross_checks(raw: Mapping[str, Any]) -> list[str]:
+    """What no single block can check: every dataset run has its prepare block, the active profile exists,
+    cross_domain pairs name datasets that run. On the raw mapping, so they are reported with the rest."""
+    problems = []
+    datasets = [d for d in raw.get("datasets") or [] if d in KNOWN_DATASETS] \
+        if isinstance(raw.get("datasets"), list) else []
+    prepare = raw.get("prepare")
+    if isinstance(prepare, dict):
+        for ds in datasets:
+            if not isinstance(prepare.get(ds), dict):
+                problems.append(f"prepare.{ds}: missing (every dataset in `datasets` needs its block, `{{}}` when "
+                                "it has no settings)")
+    profiles, profile = raw.get("profiles"), raw.get("profile")
+    if isinstance(profiles, dict) and profile in KNOWN_PROFILES and profile not in profiles:
+        problems.append(f"profiles.{profile}: missing (profile={profile!r})")
+    return problems + _cross_domain(raw.get("cross_domain", {}), datasets)
 
 
 def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
-    """Check every field of params.yaml and build Params; raise ParamsError listing all problems."""
-    c = _Checker(source)
-    seed = c.number(raw, "seed", "", int, low=0)
-    datasets = c.get(raw, "datasets", "")
-    if datasets is not None:
-        if not isinstance(datasets, list) or not datasets:
-            c.problems.append(f"datasets: expected a non-empty list, got {datasets!r}")
-            datasets = None
-        else:
-            unknown = [d for d in datasets if d not in KNOWN_DATASETS]
-            if unknown:
-                c.problems.append(f"datasets: unknown {unknown}; known: {', '.join(KNOWN_DATASETS)}")
-    profile = c.choice(raw, "profile", "", KNOWN_PROFILES)
-    lambda1 = c.number(raw, "lambda1", "", low=0.0, high=1.0)
-    lambda2 = c.number(raw, "lambda2", "", low=0.0, high=1.0)
-    drop_ratio = c.number(raw, "drop_ratio", "", low=0.0, high=1.0, low_open=True, high_open=True)
-    hiding = c.choice(raw, "hiding", "", HIDINGS)
-    mask_space = c.choice(raw, "mask_space", "", MASK_SPACES)
-    freeze_hidden_bn = c.boolean(raw, "freeze_hidden_bn", "")
-    margin = c.number(raw, "triplet_margin", "", low=0.0)
-    sparsity_weight = c.number(raw, "sparsity_weight", "", low=0.0)
-    mask_every = c.positive_int(raw, "mask_update_every", "")
-    if "precision" in raw:
-        c.problems.append("precision: now set per profile (profiles.<name>.precision: the paper profile trains "
-                          "in fp32, quick uses auto); remove the top-level key")
-    precision = None
-    device = c.get(raw, "device", "")
-    if device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(device)):
-        c.problems.append(f"device: {device!r}, expected auto, cpu, cuda or cuda:N")
-        device = None
-    channels_last = c.boolean(raw, "channels_last", "")
-
-    ev = c.get(raw, "evaluation", "")
-    evaluation = None
-    if ev is not None:
-        max_rank = c.positive_int(ev, "max_rank", "evaluation.")
-        ranks = c.get(ev, "ranks", "evaluation.")
-        if ranks is not None and (not isinstance(ranks, list) or not ranks
-                                  or not all(isinstance(r, int) and r >= 1 for r in ranks)):
-            c.problems.append(f"evaluation.ranks: expected a list of positive integers, got {ranks!r}")
-            ranks = None
-        if ranks and max_rank and max(ranks) > max_rank:
-            c.problems.append(f"evaluation.ranks: {max(ranks)} is larger than evaluation.max_rank={max_rank}")
-        batch = c.positive_int(ev, "batch_size", "evaluation.")
-        rerank = (c.boolean(ev, "rerank", "evaluation."), c.positive_int(ev, "rerank_k1", "evaluation."),
-                  c.positive_int(ev, "rerank_k2", "evaluation."),
-                  c.number(ev, "rerank_lambda", "evaluation.", low=0.0, high=1.0))
-        if None not in (max_rank, ranks, batch, *rerank):
-            evaluation = EvaluationParams(max_rank, tuple(ranks), batch, *rerank)
-
-    prep = c.get(raw, "prepare", "")
-    if isinstance(prep, dict):
-        unknown = [k for k in prep if k not in KNOWN_DATASETS]
-        if unknown:
-            c.problems.append(f"prepare: unknown dataset block(s) {unknown}; known: {', '.join(KNOWN_DATASETS)}")
-        for ds in datasets or ():
-            if ds in KNOWN_DATASETS and not isinstance(prep.get(ds), dict):
-                c.problems.append(f"prepare.{ds}: missing (every dataset in `datasets` needs its block, "
-                                  "`{}` when it has no settings)")
-    elif prep is not None:
-        c.problems.append(f"prepare: expected a mapping of dataset -> settings, got {prep!r}")
-        prep = None
-    # a block is required only for the datasets in `datasets` (checked above); others may be absent
-    syn = prep.get("synthetic") if prep is not None else None
-    synthetic = None
-    if syn is not None:
-        w = "prepare.synthetic."
-        vals = dict(
-            seed=c.number(syn, "seed", w, int, low=0),
-            train_ids=c.positive_int(syn, "train_ids", w), test_ids=c.positive_int(syn, "test_ids", w),
-            cameras=c.number(syn, "cameras", w, int, low=2, high=9),
-            images_per_camera=c.pair(syn, "images_per_camera", w),
-            cameras_per_id=c.pair(syn, "cameras_per_id", w),
-            distractors=c.number(syn, "distractors", w, int, low=0), junk=c.number(syn, "junk", w, int, low=0),
-            height=c.number(syn, "height", w, int, low=32), width=c.number(syn, "width", w, int, low=16),
-        )
-        for key in ("images_per_camera", "cameras_per_id"):
-            if vals[key] and vals[key][0] > vals[key][1]:
-                c.problems.append(f"{w}{key}: min {vals[key][0]} is larger than max {vals[key][1]}")
-                vals[key] = None
-        if vals["cameras_per_id"] and vals["cameras"] and vals["cameras_per_id"][1] > vals["cameras"]:
-            c.problems.append(f"{w}cameras_per_id: max {vals['cameras_per_id'][1]} exceeds cameras={vals['cameras']}")
-        if vals["cameras_per_id"] and vals["cameras_per_id"][0] < 2:
-            c.problems.append(f"{w}cameras_per_id: min must be at least 2 so every query has a cross-camera match")
-        if None not in vals.values():
-            synthetic = SyntheticParams(**vals)
-    cu = prep.get("cuhk01") if prep is not None else None
-    cuhk01 = None
-    if cu is not None:
-        vals1 = (c.positive_int(cu, "test_ids", "prepare.cuhk01."), c.number(cu, "split_seed", "prepare.cuhk01.", int, low=0))
-        if None not in vals1:
-            cuhk01 = Cuhk01Params(*vals1)
-
-    dat = c.get(raw, "data", "")
-    data = None
-    if dat is not None:
-        accept = c.boolean(dat, "accept_checksum_mismatch", "data.")
-        on_bad = c.choice(dat, "on_bad_image", "data.", ("error", "skip"))
-        if None not in (accept, on_bad):
-            data = DataParams(accept, on_bad)
-
-    sections: dict[str, Any] = {}
-    profiles = c.get(raw, "profiles", "")
-    prof = profiles.get(profile) if isinstance(profiles, dict) and profile else None
-    if profile and isinstance(profiles, dict) and prof is None:
-        c.problems.append(f"profiles.{profile}: missing (profile={profile!r})")
-    if isinstance(prof, dict):
-        p = f"profiles.{profile}."
-        precision = c.choice(prof, "precision", p, PRECISIONS)
-        m = c.get(prof, "model", p)
-        if m is not None:
-            backbone = c.get(m, "backbone", p + "model.")
-            if backbone is not None and backbone not in BACKBONES:
-                c.problems.append(f"{p}model.backbone: {backbone!r} is not one of {', '.join(BACKBONES)}")
-                backbone = None
-            pretrained = c.get(m, "pretrained", p + "model.")
-            if pretrained is not None and pretrained not in ("imagenet", "none") and not Path(str(pretrained)).is_file():
-                c.problems.append(f"{p}model.pretrained: {pretrained!r} is neither 'imagenet', 'none' nor an existing file")
-                pretrained = None
-            emb = c.positive_int(m, "embedding_dim", p + "model.")
-            unet = c.positive_int(m, "unet_width", p + "model.")
-            if None not in (backbone, pretrained, emb, unet):
-                sections["model"] = ModelParams(str(backbone), str(pretrained), emb, unet)
-        i = c.get(prof, "input", p)
-        if i is not None:
-            resize, crop = c.pair(i, "resize", p + "input."), c.pair(i, "crop", p + "input.")
-            flip = c.number(i, "flip", p + "input.", low=0.0, high=1.0)
-            if resize and crop and (crop[0] > resize[0] or crop[1] > resize[1]):
-                c.problems.append(f"{p}input.crop: {list(crop)} is larger than resize {list(resize)}")
-                crop = None
-            if crop and (crop[0] % 16 or crop[1] % 16):
-                c.problems.append(f"{p}input.crop: {list(crop)} must be multiples of 16 (the U-Net halves it 4 times)")
-                crop = None
-            if None not in (resize, crop, flip):
-                sections["input"] = InputParams(resize, crop, flip)
-        s1 = c.get(prof, "stage1", p)
-        if s1 is not None:
-            v1 = (c.positive_int(s1, "epochs", p + "stage1."), c.number(s1, "ids_per_batch", p + "stage1.", int, low=2),
-                  c.number(s1, "images_per_id", p + "stage1.", int, low=2),
-                  c.number(s1, "lr", p + "stage1.", low=0.0, low_open=True))
-            if None not in v1:
-                sections["stage1"] = Stage1Params(*v1)
-        s2 = c.get(prof, "stage2", p)
-        if s2 is not None:
-            v2 = (c.positive_int(s2, "epochs", p + "stage2."), c.positive_int(s2, "batch_size", p + "stage2."),
-                  c.number(s2, "lr", p + "stage2.", low=0.0, low_open=True))
-            if None not in v2:
-                sections["stage2"] = Stage2Params(*v2)
-        s3 = c.get(prof, "stage3", p)
-        if s3 is not None:
-            e3 = c.positive_int(s3, "epochs", p + "stage3.")
-            if e3 is not None:
-                sections["stage3"] = Stage3Params(e3)
-        dd = prof.get("distributed")      # optional: absent = one process
-        if dd is not None:
-            w = p + "distributed."
-            vd = (c.positive_int(dd, "processes", w), c.choice(dd, "backend", w, BACKENDS),
-                  c.positive_int(dd, "timeout_s", w))
-            if isinstance(dd, dict):
-                extra = sorted(set(dd) - {"processes", "backend", "timeout_s"})
-                if extra:
-                    c.problems.append(f"{w[:-1]}: unknown key(s) {extra}; expected processes, backend, timeout_s")
-            if None not in vd:
-                sections["distributed"] = DistributedParams(*vd)
-
-    cross_domain = _cross_domain(c, raw.get("cross_domain", {}), datasets or [])
-    if c.problems:
-        raise ParamsError(f"{source}: {len(c.problems)} problem(s):\n  - " + "\n  - ".join(c.problems))
-    return Params(seed=seed, datasets=tuple(datasets), profile=profile, lambda1=lambda1, lambda2=lambda2,
-                  drop_ratio=drop_ratio, hiding=hiding, mask_space=mask_space, freeze_hidden_bn=freeze_hidden_bn,
-                  triplet_margin=margin, sparsity_weight=sparsity_weight,
-                  mask_update_every=mask_every, precision=precision, device=device,
-                  channels_last=channels_last, evaluation=evaluation, synthetic=synthetic, cuhk01=cuhk01, data=data,
-                  cross_domain=cross_domain, **sections)
+    """Check params.yaml (types, ranges, unknown keys, the links between fields) and build Params for the
+    active profile; raise ParamsError listing every problem in one message."""
+    problems = _cross_checks(raw) if isinstance(raw, dict) else []
+    checked = None
+    try:
+        checked = _ParamsFile.model_validate(raw)
+    except ValidationError as err:
+        problems = [_describe(e) for e in err.errors()] + problems
+    if problems:
+        raise ParamsError(f"{source}: {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
+    assert checked is not None
+    return _resolve(checked, raw)
 
 
-def _cross_domain(c: "_Checker", raw: Any, datasets: list[str]) -> dict[str, tuple[str, str]]:
+def _resolve(f: "_ParamsFile", raw: Mapping[str, Any]) -> Params:
+    """The typed settings a stage reads: the active profile's blocks, pairs as tuples."""
+    prof = f.profiles[f.profile]
+    syn, cu = f.prepare.synthetic, f.prepare.cuhk01
+    return Params(
+        seed=f.seed, datasets=tuple(f.datasets), profile=f.profile, lambda1=f.lambda1, lambda2=f.lambda2,
+        drop_ratio=f.drop_ratio, hiding=f.hiding, mask_space=f.mask_space, freeze_hidden_bn=f.freeze_hidden_bn,
+        triplet_margin=f.triplet_margin, sparsity_weight=f.sparsity_weight, mask_update_every=f.mask_update_every,
+        precision=prof.precision, channels_last=f.channels_last, device=f.device,
+        evaluation=EvaluationParams(f.evaluation.max_rank, tuple(f.evaluation.ranks), f.evaluation.batch_size,
+                                    f.evaluation.rerank, f.evaluation.rerank_k1, f.evaluation.rerank_k2,
+                                    f.evaluation.rerank_lambda),
+        synthetic=None if syn is None else SyntheticParams(**{
+            **syn.model_dump(), "images_per_camera": tuple(syn.images_per_camera),
+            "cameras_per_id": tuple(syn.cameras_per_id)}),
+        cuhk01=None if cu is None else Cuhk01Params(cu.test_ids, cu.split_seed),
+        data=DataParams(f.data.accept_checksum_mismatch, f.data.on_bad_image),
+        model=ModelParams(**prof.model.model_dump()),
+        input=InputParams(tuple(prof.input.resize), tuple(prof.input.crop), prof.input.flip),
+        stage1=Stage1Params(**prof.stage1.model_dump()), stage2=Stage2Params(**prof.stage2.model_dump()),
+        stage3=Stage3Params(**prof.stage3.model_dump()),
+        cross_domain={name: (pair["train"], pair["test"]) for name, pair in (raw.get("cross_domain") or {}).items()},
+        distributed=DistributedParams(**prof.distributed.model_dump()),
+        validation=ValidationParams(**prof.validation.model_dump()),
+    )
+
+
+def _cross_domain(raw: Any, datasets: list[str]) -> list[str]:
     """`cross_domain: {name: {train: A, test: B}}`: F trained on A, scored on B's test split; both in datasets."""
     if raw is None or raw == {}:
-        return {}
+        return []
     if not isinstance(raw, dict):
-        c.problems.append(f"cross_domain: expected a mapping name -> {{train: <dataset>, test: <dataset>}}, got {raw!r}")
-        return {}
-    pairs = {}
+        return [f"cross_domain: expected a mapping name -> {{train: <dataset>, test: <dataset>}}, got {raw!r}"]
+    problems = []
     for name, pair in raw.items():
         where = f"cross_domain.{name}"
         if not re.fullmatch(r"[A-Za-z0-9_-]+", str(name)):
-            c.problems.append(f"{where}: names use letters, digits, '_' and '-' (it becomes a stage and file name)")
-            continue
-        if not isinstance(pair, dict) or set(pair) != {"train", "test"}:
-            c.problems.append(f"{where}: expected {{train: <dataset>, test: <dataset>}}, got {pair!r}")
-            continue
-        missing = [pair[k] for k in ("train", "test") if pair[k] not in datasets]
-        if missing:
-            c.problems.append(f"{where}: {missing} not in datasets {datasets} (both sets must be prepared, and the "
-                              "train set trained, by their own stages)")
-            continue
-        if pair["train"] == pair["test"]:
-            c.problems.append(f"{where}: train and test are both {pair['train']!r}; that is evaluate@{pair['train']}")
-            continue
-        pairs[str(name)] = (str(pair["train"]), str(pair["test"]))
-    return pairs
+            problems.append(f"{where}: names use letters, digits, '_' and '-' (it becomes a stage and file name)")
+        elif not isinstance(pair, dict) or set(pair) != {"train", "test"}:
+            problems.append(f"{where}: expected {{train: <dataset>, test: <dataset>}}, got {pair!r}")
+        elif missing := [pair[k] for k in ("train", "test") if pair[k] not in datasets]:
+            problems.append(f"{where}: {missing} not in datasets {datasets} (both sets must be prepared, and the "
+                            "train set trained, by their own stages)")
+        elif pair["train"] == pair["test"]:
+            problems.append(f"{where}: train and test are both {pair['train']!r}; that is evaluate@{pair['train']}")
+    return problems
 
 
 def load_params(params_file: Path | str = "params.yaml", overrides: Sequence[str] = ()) -> Params:

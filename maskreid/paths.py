@@ -48,8 +48,9 @@ class DatasetPaths:
         it alone when the stage re-runs, and a fresh clone that pulled finished results does not lack it."""
         return self.root / "models" / self.dataset / f"stage{stage}.progress.pt"
 
-    def losses(self, name: str) -> Path:
-        return self.root / "plots" / "losses" / name / f"{self.dataset}.csv"
+    def live(self, stage: int) -> Path:
+        """dvclive's folder for a training stage: metrics.json (latest values) and plots/metrics/*.tsv."""
+        return self.root / "dvclive" / self.dataset / f"stage{stage}"
 
     @property
     def metrics(self) -> Path:

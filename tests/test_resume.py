@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -94,8 +95,23 @@ def test_killed_stage_resumes_to_identical_weights(tmp_path: Path, uninterrupted
     assert resumed.keys() == uninterrupted.keys()
     for key in resumed:
         assert torch.equal(resumed[key], uninterrupted[key]), key
-    losses = paths.losses("stage1").read_text().splitlines()
-    assert len(losses) == EPOCHS + 1
+    # the dvclive log goes on where the progress file stopped: each epoch once, in order, and the latest values
+    assert _steps(paths.live(1) / "plots/metrics/loss/triplet.tsv") == list(range(1, EPOCHS + 1))
+    assert _steps(paths.live(1) / "plots/metrics/lr.tsv") == list(range(1, EPOCHS + 1))
+    assert json.loads((paths.live(1) / "metrics.json").read_text())["step"] == EPOCHS
+
+
+def _steps(tsv: Path) -> list[int]:
+    """The `step` column of a dvclive metric file."""
+    lines = tsv.read_text().splitlines()
+    assert lines[0].split("\t")[0] == "step", lines[0]
+    return [int(line.split("\t")[0]) for line in lines[1:]]
+
+
+def _logged(live: Path) -> dict[str, str]:
+    """Every dvclive metric file of a stage but the wall times, which differ between runs."""
+    return {str(f.relative_to(live)): f.read_text() for f in sorted((live / "plots/metrics").rglob("*.tsv"))
+            if f.name != "epoch_seconds.tsv"}
 
 
 def test_progress_is_resumed_only_when_unfinished_and_made_with_the_same_inputs(tmp_path: Path) -> None:
@@ -162,7 +178,7 @@ def uninterrupted_later(trained_stage1: Path, tmp_path_factory: pytest.TempPathF
 
 def test_stage3_updates_m_exactly_every_mask_update_every_epochs(uninterrupted_later: Path) -> None:
     paths = DatasetPaths("synthetic", uninterrupted_later)
-    mask_epochs = [int(line.split(",")[0]) for line in paths.losses("stage3_mask").read_text().splitlines()[1:]]
+    mask_epochs = _steps(paths.live(3) / "plots/metrics/mask_update/mask.tsv")
     assert mask_epochs == list(range(MASK_EVERY, LATER["stage3"] + 1, MASK_EVERY))      # epochs 2 and 4
     stage2 = torch.load(paths.checkpoint(2), weights_only=True)["mask"]
     stage3 = torch.load(paths.checkpoint(3), weights_only=True)["mask"]
@@ -195,5 +211,6 @@ def test_killed_later_stage_resumes_to_identical_weights(trained_stage1: Path, u
         assert resumed[net].keys() == reference[net].keys()
         for key in resumed[net]:
             assert torch.equal(resumed[net][key], reference[net][key]), (net, key)
-    for name in (["stage2"] if stage == 2 else ["stage3", "stage3_mask"]):
-        assert paths.losses(name).read_text() == DatasetPaths("synthetic", uninterrupted_later).losses(name).read_text()
+    logged, expected = _logged(paths.live(stage)), _logged(DatasetPaths("synthetic", uninterrupted_later).live(stage))
+    assert logged == expected
+    assert {2: "plots/metrics/loss/identity.tsv", 3: "plots/metrics/mask_update/identity.tsv"}[stage] in logged

@@ -11,14 +11,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import pandas as pd
 import torch
 
 from maskreid.checkpoints import load_checkpoint, save_checkpoint
 from maskreid.data.loading import IMAGENET_MEAN, IMAGENET_STD, ImageCache, Normalizer
 from maskreid.data.sampler import PKSampler
 from maskreid.distributed import Cluster, start, stop, sync_batchnorm
-from maskreid.io import atomic_write_text
 from maskreid.model_spec import ModelSpec, settings_hash
 from maskreid.params import Params
 from maskreid.paths import DatasetPaths
@@ -28,6 +26,8 @@ from maskreid.precision import MixedPrecision
 from maskreid.provenance import device_name
 from maskreid.resume import Progress, TrainingState, fingerprint
 from maskreid.training import BatchMaker, train_extractor_epoch, train_joint_epoch, train_mask_epoch
+from maskreid.training_log import TrainingLog
+from maskreid.validation import hold_out, validation_scores
 
 log = logging.getLogger("maskreid")
 
@@ -47,14 +47,28 @@ def _processes(params: Params, seed_offset: int) -> Iterator[tuple[Cluster, torc
         stop(cluster)
 
 
-def _load_train_split(params: Params, paths: DatasetPaths, cluster: Cluster) -> ImageCache:
-    """Rank 0 decodes (or reads) the image cache first, so ranks do not decode the same images at once."""
+def _load_train_split(params: Params, paths: DatasetPaths, cluster: Cluster) -> tuple[ImageCache, ImageCache | None]:
+    """The images to train on, and the held-out ones to validate on (None when validation is off). Rank 0
+    decodes (or reads) the image cache first, so ranks do not decode the same images at once."""
     if not cluster.is_main:
         cluster.barrier()
     cache = load_split(paths, "train", params.input.resize)
     if cluster.is_main:
         cluster.barrier()
-    return cache
+    if params.validation.eval_every == 0:
+        return cache, None
+    return hold_out(cache, params.validation.ids, params.seed + 5, params.stage1.ids_per_batch)
+
+
+def _validator(params: Params, extractor: torch.nn.Module, held_out: ImageCache | None,
+               device: torch.device) -> Callable[[int], dict[str, float]]:
+    """Every eval_every epochs (and never when validation is off): F's mAP and rank-1 on the held-out ids.
+    A fixed extraction batch (128): the evaluation params are not a dependency of the training stages."""
+    def scores(epoch: int) -> dict[str, float]:
+        if held_out is None or (epoch + 1) % params.validation.eval_every:
+            return {}
+        return validation_scores(extractor, held_out, params.input.crop, 128, device, layout(params))
+    return scores
 
 
 def _trainable(module: torch.nn.Module, params: Params, device: torch.device, cluster: Cluster) -> torch.nn.Module:
@@ -72,37 +86,14 @@ def _batch_maker(params: Params, cache: ImageCache, device: torch.device, seed_o
                       layout(params), cluster=cluster)
 
 
-class LossLog:
-    """Per-epoch losses, rewritten (atomically) after every epoch as a CSV that DVC plots (by rank 0 only;
-    every rank keeps the rows, which are the same on all)."""
-
-    def __init__(self, path: Path, columns: list[str], writes: bool = True) -> None:
-        self.path, self.columns, self.rows, self.writes = path, ["epoch"] + columns, [], writes
-
-    def add(self, epoch: int, values: dict[str, float], seconds: float | None = None) -> None:
-        """`seconds` (the epoch's wall time) is kept in the rows, so it survives a resume, but not in the CSV."""
-        row = {"epoch": epoch + 1, **{k: round(v, 6) for k, v in values.items()}}
-        if seconds is not None:
-            row["wall_seconds"] = round(seconds, 3)
-        self.rows.append(row)
-        self.write()
-
-    def write(self) -> None:
-        if self.writes:
-            atomic_write_text(self.path, pd.DataFrame(self.rows, columns=self.columns).to_csv(index=False))
-
-
-STAGE1_LOSSES = ["triplet"]
-MASK_LOSSES = ["mask", "identity", "sparsity", "contiguity", "mask_mean"]
-STAGE3_LOSSES = ["extractor", "triplet_original", "triplet_hidden"]
-
-
 def _stage_settings(params: Params, stage: int) -> dict[str, Any]:
     """The parameters a training stage reads (what its progress file must agree with)."""
     settings: dict[str, Any] = {"seed": params.seed, "precision": params.precision,
                                 "channels_last": params.channels_last, "model": params.model,
                                 "input": params.input, "triplet_margin": params.triplet_margin,
                                 "stage1": params.stage1}
+    if params.validation.eval_every:      # held-out ids change every stage's training data
+        settings["validation"] = params.validation
     if stage >= 2:
         settings.update(lambda2=params.lambda2, sparsity_weight=params.sparsity_weight, stage2=params.stage2)
         if params.mask_space != "pixel":     # settings added later join the hash only away from their default,
@@ -124,39 +115,53 @@ def inference_spec(params: Params, dataset: str, stage: int) -> ModelSpec:
 
 
 def _train(name: str, epochs: int, step: Callable[[int], dict[str, float]], state: TrainingState,
-           progress: Progress, logs: dict[str, LossLog], final: Path, final_payload: Callable[[], dict],
-           make: BatchMaker) -> None:
-    """Run epochs from the last complete one; save progress after each; the final checkpoint, then mark done.
+           progress: Progress, training_log: TrainingLog, final: Path, final_payload: Callable[[], dict],
+           make: BatchMaker, optimizer: torch.optim.Optimizer,
+           validate: Callable[[int], dict[str, float]] = lambda epoch: {}) -> None:
+    """Run epochs from the last complete one; log each (dvclive: losses, learning rate, wall time, validation
+    scores when due) and save progress after it; write the final checkpoint, then mark the stage done.
     Each epoch's log line gives its wall time and the share spent making batches (the input pipeline); the
     checkpoint records the total training wall time (summed over resumed runs), precision and device.
     Every rank resumes from the same progress file; rank 0 alone writes."""
     main = make.cluster.is_main
     start = 0
     saved = progress.load()
-    if saved is not None:
+    rows: list[dict] = []
+    if saved is not None and isinstance(saved["logs"], dict) and "rows" in saved["logs"]:
         state.restore(saved["state"])
-        for key, rows in saved["logs"].items():
-            logs[key].rows = list(rows)
-        start = int(saved["epoch"])
+        rows, start = list(saved["logs"]["rows"]), int(saved["epoch"])
         log.info("%s: resuming after epoch %d of %d (%s)", name, start, epochs, progress.path)
+    elif saved is not None:
+        log.info("%s: %s has a log of an older maskreid; starting over", name, progress.path)
+    training_log.start(rows)
     for epoch in range(start, epochs):
         began, make.seconds = time.perf_counter(), 0.0
         values = step(epoch)
         seconds = time.perf_counter() - began
-        logs["main"].add(epoch, values, seconds)
+        scores = validate(epoch)
+        training_log.add({"epoch": epoch + 1, **values, **scores, "lr": optimizer.param_groups[0]["lr"],
+                      "epoch_seconds": round(seconds, 3)})
         if main:
-            progress.save(epoch + 1, state, {k: v.rows for k, v in logs.items()})
+            progress.save(epoch + 1, state, {"rows": training_log.rows})
             log.info("%s epoch %d/%d: %s (%.1f s, input pipeline %.1f%%)", name, epoch + 1, epochs,
-                     ", ".join(f"{k}={v:.4f}" for k, v in values.items()), seconds, 100 * make.seconds / seconds)
+                     ", ".join(f"{k}={v:.4f}" for k, v in {**values, **scores}.items()), seconds,
+                     100 * make.seconds / seconds)
+    training_log.close()
     if not main:
         return
-    for loss_log in logs.values():
-        loss_log.write()   # also present when resumed after the last epoch, or when a log stayed empty
-    record = {"wall_seconds": round(sum(row.get("wall_seconds", 0.0) for row in logs["main"].rows), 1),
+    record = {"wall_seconds": round(training_log.total("epoch_seconds"), 1),
               "epochs": epochs, "precision": make.amp.name, "device": device_name(make.device),
               "cpu_threads": torch.get_num_threads(), "processes": make.cluster.world}
     save_checkpoint(final, {**final_payload(), "training": record})
-    progress.save(epochs, state, {k: v.rows for k, v in logs.items()}, complete=True)
+    progress.save(epochs, state, {"rows": training_log.rows}, complete=True)
+
+
+def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
+    """Names in the log: loss terms under `loss/` (mask_mean, not a loss, stays as it is); M's stage-3 updates
+    all under `mask_update/`, so the two series of M's terms stay apart."""
+    if prefix == "loss":
+        return {k if k == "mask_mean" else f"loss/{k}": v for k, v in values.items()}
+    return {f"{prefix}/{k}": v for k, v in values.items()}
 
 
 def train_stage1(params: Params, paths: DatasetPaths) -> None:
@@ -164,7 +169,7 @@ def train_stage1(params: Params, paths: DatasetPaths) -> None:
     with _processes(params, 0) as (cluster, device):
         extractor = _trainable(build_extractor(params), params, device, cluster)
         model = cluster.wrap(extractor, device)
-        cache = _load_train_split(params, paths, cluster)
+        cache, held_out = _load_train_split(params, paths, cluster)
         s1 = params.stage1
         sampler = PKSampler(cache.pids, s1.ids_per_batch, s1.images_per_id, params.seed)
         optimizer = torch.optim.Adam(extractor.parameters(), lr=s1.lr)
@@ -173,11 +178,12 @@ def train_stage1(params: Params, paths: DatasetPaths) -> None:
                               {"sampler": sampler.rng})
         progress = Progress(paths.progress(1), fingerprint(_stage_settings(params, 1), [paths.manifest]))
         _train("stage1", s1.epochs,
-               lambda e: train_extractor_epoch(model, optimizer, make, sampler, params.triplet_margin, e),
-               state, progress, {"main": LossLog(paths.losses("stage1"), STAGE1_LOSSES, cluster.is_main)},
-               paths.checkpoint(1),
+               lambda e: _prefixed("loss", train_extractor_epoch(model, optimizer, make, sampler,
+                                                                 params.triplet_margin, e)),
+               state, progress, TrainingLog(paths.live(1), cluster.is_main), paths.checkpoint(1),
                lambda: {"extractor": extractor.state_dict(), "model": dataclasses.asdict(params.model),
-                        "inference": inference_spec(params, paths.dataset, 1).to_dict()}, make)
+                        "inference": inference_spec(params, paths.dataset, 1).to_dict()}, make, optimizer,
+               _validator(params, extractor, held_out, device))
 
 
 def train_stage2(params: Params, paths: DatasetPaths) -> None:
@@ -186,7 +192,7 @@ def train_stage2(params: Params, paths: DatasetPaths) -> None:
         extractor = build_extractor_from(paths.checkpoint(1), params, device)
         mask_net = _trainable(build_mask_net(params), params, device, cluster)
         mask_model = cluster.wrap(mask_net, device)
-        cache = _load_train_split(params, paths, cluster)
+        cache, _ = _load_train_split(params, paths, cluster)
         optimizer = torch.optim.Adam(mask_net.parameters(), lr=params.stage2.lr)
         make = _batch_maker(params, cache, device, 2, cluster)
         rng = np.random.default_rng(params.seed + 2)
@@ -195,13 +201,13 @@ def train_stage2(params: Params, paths: DatasetPaths) -> None:
         progress = Progress(paths.progress(2), fingerprint(_stage_settings(params, 2),
                                                            [paths.manifest, paths.checkpoint(1)]))
         _train("stage2", params.stage2.epochs,
-               lambda e: train_mask_epoch(mask_model, extractor, optimizer, make, params.stage2.batch_size,
-                                          params.lambda2, params.sparsity_weight, rng, e,
-                                          mask_space=params.mask_space),
-               state, progress, {"main": LossLog(paths.losses("stage2"), MASK_LOSSES, cluster.is_main)},
-               paths.checkpoint(2),
+               lambda e: _prefixed("loss", train_mask_epoch(mask_model, extractor, optimizer, make,
+                                                            params.stage2.batch_size, params.lambda2,
+                                                            params.sparsity_weight, rng, e,
+                                                            mask_space=params.mask_space)),
+               state, progress, TrainingLog(paths.live(2), cluster.is_main), paths.checkpoint(2),
                lambda: {"mask": mask_net.state_dict(), "mask_optimizer": optimizer.state_dict(),
-                        "model": dataclasses.asdict(params.model)}, make)
+                        "model": dataclasses.asdict(params.model)}, make, optimizer)
 
 
 def train_stage3(params: Params, paths: DatasetPaths) -> None:
@@ -217,7 +223,7 @@ def train_stage3(params: Params, paths: DatasetPaths) -> None:
         mask_net.load_state_dict(stage2["mask"])
         mask_net = _trainable(mask_net, params, device, cluster)
         mask_model = cluster.wrap(mask_net, device) if learned else mask_net
-        cache = _load_train_split(params, paths, cluster)
+        cache, held_out = _load_train_split(params, paths, cluster)
         s1 = params.stage1
         sampler = PKSampler(cache.pids, s1.ids_per_batch, s1.images_per_id, params.seed + 3)
         opt_f = torch.optim.Adam(extractor.parameters(), lr=s1.lr)
@@ -226,8 +232,6 @@ def train_stage3(params: Params, paths: DatasetPaths) -> None:
         make = _batch_maker(params, cache, device, 3, cluster)
         hide_generator = torch.Generator().manual_seed(params.seed + 4)
         rng = np.random.default_rng(params.seed + 3)
-        logs = {"main": LossLog(paths.losses("stage3"), STAGE3_LOSSES, cluster.is_main),
-                "mask": LossLog(paths.losses("stage3_mask"), MASK_LOSSES, cluster.is_main)}
         state = TrainingState({"extractor": extractor, "mask": mask_net}, {"extractor": opt_f, "mask": opt_m},
                               {"augment": make.generator, "hiding": hide_generator},
                               {"sampler": sampler.rng, "batches": rng})
@@ -239,18 +243,19 @@ def train_stage3(params: Params, paths: DatasetPaths) -> None:
         def epoch_step(epoch: int) -> dict[str, float]:
             # F's steps through its DistributedDataParallel wrapper; M (eval, no gradient) and, in M's updates,
             # the frozen F are used directly: only the module being trained goes through DDP
-            values = train_joint_epoch(model, mask_net if learned else None, opt_f, make, sampler,
+            values = _prefixed("loss", train_joint_epoch(model, mask_net if learned else None, opt_f, make, sampler,
                                        params.lambda1, params.drop_ratio, params.triplet_margin, epoch,
-                                       params.hiding, hide_generator, params.mask_space, params.freeze_hidden_bn)
+                                       params.hiding, hide_generator, params.mask_space, params.freeze_hidden_bn))
             if learned and (epoch + 1) % params.mask_update_every == 0:
-                logs["mask"].add(epoch, train_mask_epoch(mask_model, extractor, opt_m, make,
-                                                         params.stage2.batch_size, params.lambda2,
-                                                         params.sparsity_weight, rng, epoch,
-                                                         stage="train_joint (stage 3, M update)",
-                                                         mask_space=params.mask_space))
+                values.update(_prefixed("mask_update", train_mask_epoch(
+                    mask_model, extractor, opt_m, make, params.stage2.batch_size, params.lambda2,
+                    params.sparsity_weight, rng, epoch, stage="train_joint (stage 3, M update)",
+                    mask_space=params.mask_space)))
             return values
 
-        _train("stage3", params.stage3.epochs, epoch_step, state, progress, logs, paths.checkpoint(3),
+        _train("stage3", params.stage3.epochs, epoch_step, state, progress,
+               TrainingLog(paths.live(3), cluster.is_main), paths.checkpoint(3),
                lambda: {"extractor": extractor.state_dict(), "mask": mask_net.state_dict(),
                         "model": dataclasses.asdict(params.model), "hiding": params.hiding,
-                        "inference": inference_spec(params, paths.dataset, 3).to_dict()}, make)
+                        "inference": inference_spec(params, paths.dataset, 3).to_dict()}, make, opt_f,
+               _validator(params, extractor, held_out, device))
