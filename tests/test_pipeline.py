@@ -134,15 +134,22 @@ def test_repro_writes_every_declared_output(project: Path) -> None:
     with Image.open(project / "plots" / "masks" / "synthetic.png") as figure:
         assert figure.format == "PNG" and figure.width > 300 and figure.height > 300
         assert np.asarray(figure.convert("L")).std() > 10          # a drawing, not a blank canvas
-    epochs = {"stage1": TINY_PROFILE["stage1"]["epochs"], "stage2": TINY_PROFILE["stage2"]["epochs"],
-              "stage3": TINY_PROFILE["stage3"]["epochs"], "stage3_mask": TINY_PROFILE["stage3"]["epochs"]}
-    columns = {"stage1": ["triplet"], "stage2": MASK_COLUMNS, "stage3": ["extractor", "triplet_original",
-                                                                         "triplet_hidden"], "stage3_mask": MASK_COLUMNS}
-    for name, count in epochs.items():
-        table = pd.read_csv(project / "plots" / "losses" / name / "synthetic.csv")
-        assert list(table.columns) == ["epoch", *columns[name]], name
-        assert table.epoch.tolist() == list(range(1, count + 1)), name   # mask_update_every: 1 in TINY
-        assert np.isfinite(table.drop(columns="epoch").to_numpy()).all() and (table.iloc[:, 1:] >= 0).all(axis=None)
+    # dvclive's logs: one .tsv per value, one row per epoch (mask_update_every: 1 in TINY, so M updates each
+    # epoch of stage 3), finite non-negative losses, and metrics.json at the last epoch
+    names = {1: ["loss/triplet"], 2: [f"loss/{c}" for c in MASK_COLUMNS if c != "mask_mean"] + ["mask_mean"],
+             3: ["loss/extractor", "loss/triplet_original", "loss/triplet_hidden"]
+             + [f"mask_update/{c}" for c in MASK_COLUMNS]}
+    for stage, logged in names.items():
+        live = project / "dvclive" / "synthetic" / f"stage{stage}"
+        count = TINY_PROFILE[f"stage{stage}"]["epochs"]
+        found = sorted(str(f.relative_to(live / "plots" / "metrics"))[:-4] for f in (live / "plots" / "metrics").rglob("*.tsv"))
+        assert found == sorted(logged + ["lr", "epoch_seconds"]), stage
+        for name in logged:
+            table = pd.read_csv(live / "plots" / "metrics" / f"{name}.tsv", sep="\t")
+            assert list(table.columns) == ["step", name.split("/")[-1]], name
+            assert table.step.tolist() == list(range(1, count + 1)), name
+            assert np.isfinite(table.iloc[:, 1]).all() and (table.iloc[:, 1] >= 0).all(), name
+        assert json.loads((live / "metrics.json").read_text())["step"] == count
 
 
 def test_metrics_are_what_the_saved_models_score(project: Path) -> None:
@@ -303,6 +310,11 @@ def _tiny_market(root: Path) -> None:
             Image.fromarray(pixels).save(target)
 
 
+# README, "Reading experiments": what to drop and keep so `dvc exp show --md --only-changed` fits a screen
+READABLE_DROP = r"^(maskreid|stages|data|models)/|dvclive|\.(csv|pt|onnx|json)$"
+READABLE_KEEP = r"^(stage1|stage3)\.(mAP|rank1)$"
+
+
 def test_queued_sweep_sees_dvc_tracked_raw_data(project: Path) -> None:
     """Queued experiments run in a temporary copy made from git and the DVC cache: raw data added the
     documented way (`dvc add data/raw/<ds>`) is there; two queued runs finish and are listed; the second
@@ -338,6 +350,13 @@ def test_queued_sweep_sees_dvc_tracked_raw_data(project: Path) -> None:
         assert 0 < metrics["metrics/custom.json"]["data"]["stage3"]["mAP"] <= 100
         cross = metrics["metrics/cross/synthetic_on_custom.json"]["data"]
         assert cross["train"] == "synthetic" and cross["test"] == "custom" and 0 < cross["stage3"]["mAP"] <= 100
+    # the README's way to read experiments: a table that fits a 200-column screen
+    table = run(["dvc", "exp", "show", "--md", "--only-changed", "--drop", READABLE_DROP, "--keep", READABLE_KEEP],
+                project).stdout
+    assert max(len(line) for line in table.splitlines()) <= 200, table
+    assert "evaluation.max_rank" in table and "stage3.mAP" in table and "stage1.rank1" in table
+    readme = (REPO / "README.md").read_text()
+    assert f"--drop '{READABLE_DROP}'" in readme and f"--keep '{READABLE_KEEP}'" in readme
     run(["dvc", "exp", "apply", runs[0]["rev"] if "rev" in runs[0] else runs[0]["name"]], project)
     report = (project / "reports" / "table1.md").read_text()
     assert "## Cross-domain" in report and "| synthetic | " in report and "(in-domain)" in report
