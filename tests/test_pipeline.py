@@ -152,6 +152,20 @@ def test_repro_writes_every_declared_output(project: Path) -> None:
         assert json.loads((live / "metrics.json").read_text())["step"] == count
 
 
+def test_dvc_plots_load_every_plot_without_errors(project: Path) -> None:
+    """`dvc plots show` reads every declared plot (no stray file such as a .gitignore inside a plot folder),
+    the dvclive curves included, with the epoch on x."""
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)
+    assert not shown.get("errors"), shown.get("errors")
+    names = set(shown["data"])
+    for curve in ("stage1/plots/metrics/loss/triplet.tsv", "stage2/plots/metrics/loss/identity.tsv",
+                  "stage3/plots/metrics/mask_update/mask.tsv", "stage3/plots/metrics/lr.tsv"):
+        assert f"dvclive/synthetic/{curve}" in names, curve
+    spec = shown["data"]["dvclive/synthetic/stage3/plots/metrics/loss/triplet_hidden.tsv"][0]["content"]
+    assert spec["encoding"]["x"]["field"] == "step" and spec["encoding"]["x"]["title"] == "epoch"
+    assert "plots/cmc/synthetic.csv" in names and not any(n.endswith(".gitignore") for n in names)
+
+
 def test_metrics_are_what_the_saved_models_score(project: Path) -> None:
     """Recompute the metrics file's numbers from the checkpoints DVC saved: evaluate@ read the right models,
     the right split and the right protocol."""
