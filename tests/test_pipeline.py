@@ -34,6 +34,7 @@ TINY = {
 TINY_PROFILE = {
     "precision": "auto",
     "distributed": {"processes": 1, "backend": "auto", "timeout_s": 600},
+    "validation": {"eval_every": 0, "ids": 50},
     "model": {"backbone": "resnet18", "pretrained": "none", "embedding_dim": 64, "unet_width": 4},
     "input": {"resize": [68, 34], "crop": [64, 32], "flip": 0.5},
     "stage1": {"epochs": 2, "ids_per_batch": 8, "images_per_id": 2, "lr": 0.0002},
