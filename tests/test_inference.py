@@ -208,7 +208,9 @@ def test_search_streams_a_parquet_gallery_in_chunks_with_the_same_ranking(model_
                                                                           tmp_path: Path) -> None:
     query = images / "cam2" / "0004_c2s1_000042_00.jpg"
     assert maskreid_cli("extract", model_file, images, "-o", tmp_path / "g.parquet").returncode == 0
-    from_folder = maskreid_cli("search", model_file, query, "--gallery", images, "--top", "6")
+    # without -o the folder's features are cached in the current folder: the test's own, not the repository
+    from_folder = maskreid_cli("search", model_file, query, "--gallery", images, "--top", "6", cwd=tmp_path)
+    assert len(list(tmp_path.glob("gallery*.features-*.npz"))) == 1
     streamed = maskreid_cli("search", model_file, query, "--gallery", tmp_path / "g.parquet", "--top", "6",
                             "--chunk", "5")
     assert streamed.returncode == 0, streamed.stderr
