@@ -168,3 +168,14 @@ def test_a_training_stage_relaunches_itself_under_torchrun() -> None:
     argv = torchrun_argv(4, [str(REPO / "stages/train_joint.py"), "market1501", "--params", "p.yaml"])
     assert argv[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "--max-restarts=0"]
     assert argv[-3:] == ["market1501", "--params", "p.yaml"]
+
+
+def test_a_bad_override_is_one_clear_error() -> None:
+    """Hydra's grammar, as `dvc exp run -S` and `maskreid diagnose-masks --set` take it: a key params.yaml
+    lacks, or broken syntax, is a ParamsError naming the override, not Hydra's traceback."""
+    with pytest.raises(ParamsError, match=r"overrides \['nokey=1'\]: Could not override 'nokey'"):
+        load_params(REPO / "params.yaml", overrides=["nokey=1"])
+    with pytest.raises(ParamsError, match=r"overrides \['lambda1==='\]"):
+        load_params(REPO / "params.yaml", overrides=["lambda1==="])
+    with pytest.raises(ParamsError, match="lambda1: input should be less than or equal to 1, got 1.5"):
+        load_params(REPO / "params.yaml", overrides=["lambda1=1.5"])
