@@ -16,29 +16,39 @@ from maskreid.io import atomic_path  # noqa: E402
 from maskreid.masking import hide_top_pixels  # noqa: E402
 
 
-def images_across_cameras(camids: np.ndarray, count: int) -> list[int]:
-    """Up to `count` indices, cycling through the cameras; within a camera, evenly spaced over its images."""
+def images_across_cameras(camids: np.ndarray, count: int, pids: np.ndarray | None = None) -> list[int]:
+    """Up to `count` indices, cycling through the cameras; within a camera, evenly spaced over its images.
+    With `pids`, no identity twice (from an evenly spaced spot, the next image of a person not yet shown) while
+    unseen identities remain, so a mask that follows the person and one that does not are told apart."""
     cameras = np.unique(camids)
     per_camera = {c: np.flatnonzero(camids == c) for c in cameras}
     rounds = -(-count // len(cameras))
     chosen: list[int] = []
+    shown: set[int] = set()
     for r in range(rounds):
         for c in cameras:
             members = per_camera[c]
             spots = np.linspace(0, len(members) - 1, num=min(rounds, len(members))).round().astype(int)
-            if r < len(spots) and len(chosen) < count:
-                chosen.append(int(members[spots[r]]))
+            if r >= len(spots) or len(chosen) >= count:
+                continue
+            pick = int(members[spots[r]])
+            if pids is not None:
+                fresh = [int(m) for m in np.roll(members, -spots[r]) if int(pids[m]) not in shown and m not in chosen]
+                pick = fresh[0] if fresh else pick
+                shown.add(int(pids[pick]))
+            chosen.append(pick)
     return chosen
 
 
 @torch.no_grad()
 def mask_figure(mask_net: torch.nn.Module, cache: ImageCache, crop: tuple[int, int], drop_ratio: float,
                 out: Path, count: int = 8, device: torch.device | str = "cpu", space: str = "pixel") -> None:
-    """Save a 3-row PNG for `count` images of `cache`, taken in turn from each camera (a mask that stays the
-    same across cameras and people is then plain to see); the mask row has its colour scale."""
+    """Save a 3-row PNG for `count` images of `cache`, taken in turn from each camera, each of another person
+    (a mask that stays the same across cameras and people is then plain to see); the mask row has its colour
+    scale."""
     device = torch.device(device)
     normalizer = Normalizer(device)
-    idx = images_across_cameras(cache.camids, count)
+    idx = images_across_cameras(cache.camids, count, cache.pids)
     raw = center_crop(cache.images[idx], crop)
     images = to_model_input(raw, normalizer, device)
     masks = mask_net.eval()(images)

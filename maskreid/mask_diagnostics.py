@@ -5,7 +5,11 @@
   almost unchanged whatever the mask, so L_identity never asks M to keep dark pixels);
 - input dependence and the share of hidden pixels on the person against M's average mask (fixed pattern?);
 - checkerboard: the share of the mask's variation at the 2-pixel period transposed convolutions leave, and
-  a grid of squares every 16 pixels (the U-Net's four pooling levels);
+  a grid of squares every 16 pixels (the U-Net's four pooling levels) or every 32 (F's output stride);
+- F's own lattice: how unevenly F's embedding depends on the pixel positions within each 32 x 32 cell (a
+  ResNet's stride-2 layers sample the image on a lattice), and how closely M's average mask follows that
+  pattern (M's job is to keep what F relies on: a mask that copies F's sampling lattice is M doing its job
+  on a model that aliases, not an artifact of M's upsampling);
 - borders: the mask's mean near the image border against the interior (zero padding);
 - the balance of L_mask's terms (identity vs weighted sparsity vs contiguity);
 - the two triplet terms of Eq. 2 at the start of stage 3: their values, the norms of their weighted gradients
@@ -70,6 +74,40 @@ def grid_peak(masks: torch.Tensor, period: int) -> float:
     ac = torch.ones(h, w, dtype=torch.bool)
     ac[0, 0] = False
     return float(power[lattice].mean() / power[ac].mean().clamp_min(1e-12))
+
+
+def input_saliency(extractor: nn.Module, images: torch.Tensor, directions: int = 4, seed: int = 0) -> torch.Tensor:
+    """(H, W): the mean over images and `directions` random unit vectors r of |d(r . F(a)) / da|, summed over
+    colour channels: how far a small change at each pixel position moves F's embedding."""
+    generator = torch.Generator().manual_seed(seed)
+    extractor.eval()
+    x = images.detach().clone().requires_grad_(True)
+    saliency = torch.zeros(images.shape[-2:])
+    for _ in range(directions):
+        embeddings = extractor(x).float()
+        r = torch.randn(embeddings.shape[1], generator=generator)
+        grad, = torch.autograd.grad(embeddings @ (r / r.norm()), x, grad_outputs=torch.ones(len(x)))
+        saliency += grad.abs().sum(1).mean(0).cpu()
+    return saliency / directions
+
+
+def lattice_profile(values: torch.Tensor, period: int) -> torch.Tensor:
+    """(period, period): `values` (H, W) averaged over the cells of a period x period lattice."""
+    h, w = values.shape
+    return values.reshape(h // period, period, w // period, period).mean((0, 2))
+
+
+def lattice_contrast(values: torch.Tensor, period: int = 32) -> float:
+    """(max - min) / mean of the lattice profile: 0 when no position within a cell stands out."""
+    profile = lattice_profile(values, period)
+    return float((profile.max() - profile.min()) / profile.mean().clamp_min(1e-12))
+
+
+def lattice_alignment(a: torch.Tensor, b: torch.Tensor, period: int = 32) -> float:
+    """Pearson correlation of two maps' lattice profiles: 1 when both repeat the same pattern in each cell."""
+    pa, pb = lattice_profile(a, period).flatten(), lattice_profile(b, period).flatten()
+    pa, pb = pa - pa.mean(), pb - pb.mean()
+    return float((pa @ pb) / (pa.norm() * pb.norm()).clamp_min(1e-12))
 
 
 def border_ratio(masks: torch.Tensor) -> float:
@@ -145,6 +183,7 @@ def mask_statistics(masks: torch.Tensor, images01: torch.Tensor, drop_ratio: flo
             "brightness_correlation": brightness_correlation(images01, masks),
             "hidden_luminance": float(lum[hidden].mean()), "image_luminance": float(lum.mean()),
             "checkerboard_share": checkerboard_share(masks), "grid_peak_16": grid_peak(masks, 16),
+            "grid_peak_32": grid_peak(masks, 32),
             "border_ratio": border_ratio(masks)}
 
 
@@ -183,6 +222,11 @@ def diagnose(params: "Params", paths: "DatasetPaths", n_images: int = 200, seed:
             masks = mask_net(normalizer.normalize(q01)).float()[:, 0]
             pk_keep = top_fraction_mask(mask_net(pk_images).float(), params.drop_ratio)
         row: dict[str, Any] = mask_statistics(masks, q01, params.drop_ratio)
+        h, w = crop
+        if h % 32 == 0 and w % 32 == 0:
+            saliency = input_saliency(extractor, normalizer.normalize(q01[:64]), seed=seed)
+            row.update(f_saliency_lattice_contrast_32=lattice_contrast(saliency),
+                       mask_follows_f_lattice_32=lattice_alignment(masks.mean(0), saliency))
         if person is not None:
             row.update(person_measures(masks, person[:len(masks)], params.drop_ratio))
         row.update(mask_terms(mask_net, extractor, mask_batch, normalizer, params.lambda2, params.sparsity_weight,

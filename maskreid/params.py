@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+MASK_UPSAMPLING_INITS = ("default", "nearest")  # how M's transposed convs start (maskreid.models.unet)
 MASK_SPACES = ("pixel", "normalized")  # where M(a)*a and the hiding act (maskreid.masking.apply_soft_mask)
 BACKENDS = ("auto", "gloo", "nccl")    # torch.distributed: auto = nccl with CUDA GPUs, gloo on CPUs
 # Stage 3's hidden pixels: M's top drop_ratio (the paper), or controls (README, "Do the masks help?")
@@ -133,6 +134,7 @@ class Params:
     drop_ratio: float
     hiding: str
     mask_space: str
+    mask_upsampling_init: str
     freeze_hidden_bn: bool
     triplet_margin: float
     sparsity_weight: float
@@ -341,6 +343,7 @@ class _ParamsFile(_Strict):
     drop_ratio: OpenFraction
     hiding: Literal[HIDINGS]                               # type: ignore[valid-type]
     mask_space: Literal[MASK_SPACES]                       # type: ignore[valid-type]
+    mask_upsampling_init: Literal[MASK_UPSAMPLING_INITS]   # type: ignore[valid-type]
     freeze_hidden_bn: bool
     triplet_margin: NonNegative
     sparsity_weight: NonNegative
@@ -413,7 +416,8 @@ def _resolve(f: "_ParamsFile", raw: Mapping[str, Any]) -> Params:
     syn, cu = f.prepare.synthetic, f.prepare.cuhk01
     return Params(
         seed=f.seed, datasets=tuple(f.datasets), profile=f.profile, lambda1=f.lambda1, lambda2=f.lambda2,
-        drop_ratio=f.drop_ratio, hiding=f.hiding, mask_space=f.mask_space, freeze_hidden_bn=f.freeze_hidden_bn,
+        drop_ratio=f.drop_ratio, hiding=f.hiding, mask_space=f.mask_space,
+        mask_upsampling_init=f.mask_upsampling_init, freeze_hidden_bn=f.freeze_hidden_bn,
         triplet_margin=f.triplet_margin, sparsity_weight=f.sparsity_weight, mask_update_every=f.mask_update_every,
         precision=prof.precision, channels_last=f.channels_last, device=f.device,
         evaluation=EvaluationParams(f.evaluation.max_rank, tuple(f.evaluation.ranks), f.evaluation.batch_size,

@@ -45,3 +45,17 @@ def test_mask_figure_takes_images_from_every_camera() -> None:
     assert len(chosen) == 8 == len(set(chosen))
     assert [camids[i] for i in chosen[:3]] == [1, 2, 5] and set(camids[chosen]) == {1, 2, 5}
     assert images_across_cameras(np.array([3, 3]), 8) == [0, 1]
+
+
+def test_mask_figure_shows_each_person_once_when_cameras_hold_the_same_people() -> None:
+    """CUHK01's layout: queries all from camera 1, the gallery all from camera 2, the same people in both, in
+    the same order; evenly spaced picks alone would show each chosen person twice."""
+    from maskreid.figures import images_across_cameras
+
+    pids = np.repeat(np.arange(1, 21), 2)                      # 20 people x 2 images per camera
+    all_pids = np.concatenate([pids, pids])
+    camids = np.array([1] * 40 + [2] * 40)
+    chosen = images_across_cameras(camids, 8, all_pids)
+    assert sorted(set(camids[chosen])) == [1, 2] and len(chosen) == 8
+    assert len(set(all_pids[chosen])) == 8
+    assert len(set(all_pids[images_across_cameras(camids, 8)])) < 8    # without pids: people repeat

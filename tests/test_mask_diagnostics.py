@@ -62,3 +62,26 @@ def test_grid_peak_sees_squares_every_sixteen_pixels() -> None:
     assert grid_peak(noise, 16) < 3
     assert grid_peak(squares, 16) > 10 * grid_peak(noise, 16)
     assert grid_peak(squares[:, :60], 16) != grid_peak(squares[:, :60], 16)          # 60 rows: NaN
+
+
+def test_a_strided_net_depends_on_some_positions_of_each_cell_and_the_alignment_sees_a_copied_pattern() -> None:
+    """Five stride-2 convs without padding overlap (kernel 2): each output position reads one 32 x 32 input
+    cell, with weights that differ by position, so F's saliency repeats every 32 pixels; a mask built from
+    that saliency follows F's lattice (alignment 1), a smooth blob does not."""
+    from maskreid.mask_diagnostics import input_saliency, lattice_alignment, lattice_contrast
+
+    torch.manual_seed(0)
+    layers = []
+    for cin, cout in ((3, 8), (8, 8), (8, 8), (8, 8), (8, 16)):
+        layers += [torch.nn.Conv2d(cin, cout, 2, stride=2), torch.nn.ReLU()]
+    strided = torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    images = torch.randn(8, 3, 64, 64)
+    saliency = input_saliency(strided, images)
+    assert saliency.shape == (64, 64)
+    assert lattice_contrast(saliency) > 1.0
+    y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    blob = torch.exp(-((y - 30) ** 2 + (x - 34) ** 2) / 900)
+    assert lattice_contrast(blob + 1) < 0.2 < 1.0 < lattice_contrast(saliency)
+    copied = 0.2 * blob + saliency / saliency.max()
+    assert lattice_alignment(copied, saliency) > 0.99
+    assert abs(lattice_alignment(blob + 0.01 * torch.rand(64, 64), saliency)) < 0.5

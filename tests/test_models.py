@@ -40,6 +40,31 @@ def test_unet_rejects_sizes_not_divisible_by_16() -> None:
         UNet(4)(torch.randn(1, 3, 40, 32))
 
 
+def test_unet_nearest_init_starts_each_upsampling_as_nearest_neighbour() -> None:
+    """mask_upsampling_init: nearest: every 2x2 stride-2 transposed conv equals a 1x1 conv (its first tap)
+    followed by nearest-neighbour upsampling, so it paints no pattern inside its 2x2 cells; torch's default
+    init does (the 16-pixel lattice of four such layers)."""
+    torch.manual_seed(0)
+    nearest = UNet(base_width=4, upsampling_init="nearest")
+    torch.manual_seed(0)
+    default = UNet(base_width=4)
+    x = torch.randn(2, 64, 5, 3)
+    for up_n, up_d in zip(nearest.up, default.up):
+        one_by_one = nn.functional.conv2d(x[:, :up_n.in_channels], up_n.weight[:, :, :1, :1].transpose(0, 1),
+                                          up_n.bias)
+        expected = nn.functional.interpolate(one_by_one, scale_factor=2, mode="nearest")
+        assert torch.allclose(up_n(x[:, :up_n.in_channels]), expected, atol=1e-6)
+        assert not torch.allclose(up_d(x[:, :up_d.in_channels]), expected, atol=1e-3)
+    # only the transposed convs differ: the rest of M starts as torch initialises it
+    for (name, a), (_, b) in zip(nearest.state_dict().items(), default.state_dict().items()):
+        assert torch.equal(a, b) == (not name.startswith("up.") or name.endswith(".bias")), name
+
+
+def test_unet_unknown_upsampling_init_is_refused() -> None:
+    with pytest.raises(ValueError, match="mask_upsampling_init: 'bilinear' is not one of default, nearest"):
+        UNet(4, upsampling_init="bilinear")
+
+
 def test_extractor_output_and_head_structure() -> None:
     f = FeatureExtractor("resnet18", embedding_dim=512).eval()
     out = f(torch.randn(3, 3, 64, 32))

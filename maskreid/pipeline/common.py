@@ -66,7 +66,7 @@ def build_extractor(params: Params) -> FeatureExtractor:
 
 
 def build_mask_net(params: Params) -> UNet:
-    return UNet(params.model.unet_width)
+    return UNet(params.model.unet_width, upsampling_init=params.mask_upsampling_init)
 
 
 def build_extractor_from(checkpoint: Path, params: Params, device: torch.device) -> FeatureExtractor:

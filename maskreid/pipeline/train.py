@@ -98,6 +98,8 @@ def _stage_settings(params: Params, stage: int) -> dict[str, Any]:
         settings.update(lambda2=params.lambda2, sparsity_weight=params.sparsity_weight, stage2=params.stage2)
         if params.mask_space != "pixel":     # settings added later join the hash only away from their default,
             settings["mask_space"] = params.mask_space    # so earlier checkpoints and progress files stay valid
+        if params.mask_upsampling_init != "default":
+            settings["mask_upsampling_init"] = params.mask_upsampling_init
     if stage == 3:
         settings.update(lambda1=params.lambda1, drop_ratio=params.drop_ratio, hiding=params.hiding,
                         mask_update_every=params.mask_update_every, stage3=params.stage3)

@@ -1,0 +1,253 @@
+"""Issue 10's masks ablation on one GPU: every `hiding` control and the mask settings, several seeds, the full
+quick schedule, on the synthetic set and CUHK01, through the pipeline's own stage functions (the ones
+`dvc repro` runs; DVC itself is not needed, so it runs on a machine that has only torch):
+
+    python bench/gpu_ablation.py OUT_DIR [--datasets synthetic cuhk01] [--seeds 0 1 2] [--cuhk01 DIR]
+    python bench/gpu_ablation.py OUT_DIR --summarize      # OUT_DIR/ablation_rows.jsonl -> markdown tables
+
+One process per (dataset, seed), all at once on the one GPU (the quick profile's nets are far too small to
+fill it). Each process trains stage 1 once and stage 2 once per `mask_upsampling_init`, then stage 3 and the
+evaluation once per variant, every variant of one seed starting from the same stage-1 model (the pairing
+the ablation's paired differences rely on):
+
+    learned, none, random_blocks          (default settings: the paper's hiding and its two controls)
+    learned, freeze_hidden_bn=false        (the hidden pass moves F's BatchNorm running statistics)
+    learned, mask_upsampling_init=nearest  (stage 2 re-trained: M's transposed convs start as nearest upsampling)
+
+Each finished evaluation appends one JSON line to OUT_DIR/ablation_rows.jsonl (stage-1 and stage-3 mAP,
+rank-1, mINP; the mask measures of the metrics file; the 16-pixel lattice peak of the stage-2 and stage-3
+masks): a run stopped at a time limit keeps what finished. Seed 0's mask figures are copied to OUT_DIR.
+
+`--cuhk01 DIR`: CUHK01's images as DIR/PPPPNNN.<ext> (any format Pillow reads losslessly, e.g. lossless WebP
+to fit a 64 MiB transfer); they are written back as PNG into data/raw/cuhk01/campus/ (same pixels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from maskreid.params import Params, validate  # noqa: E402
+from maskreid.paths import DatasetPaths  # noqa: E402
+
+# (name, stage-2 setting, stage-3 overrides); variants sharing a stage-2 setting run after one stage-2 training
+VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("learned", "default", {"hiding": "learned"}),
+    ("none", "default", {"hiding": "none"}),
+    ("random_blocks", "default", {"hiding": "random_blocks"}),
+    ("learned, BN unfrozen", "default", {"hiding": "learned", "freeze_hidden_bn": False}),
+    ("learned, nearest init", "nearest", {"hiding": "learned", "mask_upsampling_init": "nearest"}),
+]
+ROWS = "ablation_rows.jsonl"
+
+
+def load_params(dataset: str, seed: int, epochs: list[int] | None) -> Params:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw.update(profile="quick", datasets=[dataset], seed=seed)
+    if epochs:
+        for n, e in zip((1, 2, 3), epochs):
+            raw["profiles"]["quick"][f"stage{n}"]["epochs"] = e
+    return validate(raw)
+
+
+def prepare_dataset(dataset: str, root: Path, cuhk01: Path | None) -> None:
+    """Raw files and prepare@<ds>'s output under `root`, once per dataset (the workers copy them)."""
+    from PIL import Image
+
+    from maskreid.pipeline.prepare import prepare
+
+    paths = DatasetPaths(dataset, root)
+    if dataset == "cuhk01":
+        if cuhk01 is None:
+            raise SystemExit("cuhk01 needs --cuhk01 DIR (its images)")
+        campus = paths.raw / "campus"
+        campus.mkdir(parents=True, exist_ok=True)
+        for source in sorted(cuhk01.iterdir()):
+            with Image.open(source) as image:
+                image.save(campus / f"{source.stem}.png")
+    prepare(load_params(dataset, 0, None), paths)
+
+
+def _offline_log() -> None:
+    """Where dvclive is not installed (a GPU image with torch only), keep each stage's epoch log in memory:
+    the log is the one output of a training stage this script does not need."""
+    try:
+        from dvclive import Live  # noqa: F401
+    except ImportError:
+        import maskreid.pipeline.train as train
+        from maskreid.training_log import TrainingLog
+
+        class InMemoryLog(TrainingLog):
+            def __init__(self, directory: Path, writes: bool = True) -> None:
+                super().__init__(directory, writes=False)
+
+        train.TrainingLog = InMemoryLog
+
+
+def _lattice_peaks(params: Params, paths: DatasetPaths, stage: int) -> float:
+    from maskreid.mask_diagnostics import grid_peak
+    from maskreid.mask_measures import masks_of
+    from maskreid.pipeline.common import layout, load_mask_net, load_split, pick_device
+
+    device = pick_device(params.device)
+    query = load_split(paths, "query", params.input.resize)
+    masks = masks_of(load_mask_net(paths.checkpoint(stage), params, device), query, params.input.crop, device,
+                     128, layout(params))
+    return round(grid_peak(masks, 16), 3)
+
+
+def worker(out: Path, dataset: str, seed: int, base: Path, epochs: list[int] | None) -> None:
+    import torch
+
+    from maskreid.pipeline.evaluate import evaluate_dataset
+    from maskreid.pipeline.masks import masks_figure
+    from maskreid.pipeline.train import train_stage1, train_stage2, train_stage3
+
+    _offline_log()
+    torch.set_num_threads(2)
+    root = Path(tempfile.mkdtemp(prefix=f"ablation-{dataset}-{seed}-"))
+    shutil.copytree(base / dataset / "data", root / "data")
+    paths = DatasetPaths(dataset, root)
+    params = load_params(dataset, seed, epochs)
+    schedule = "/".join(str(getattr(params, f"stage{n}").epochs) for n in (1, 2, 3))
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, step, p: Params) -> None:
+        began = time.perf_counter()
+        step(p, paths)
+        seconds[name] = round(time.perf_counter() - began, 1)
+        print(f"[{dataset} seed {seed}] {name}: {seconds[name]} s", flush=True)
+
+    timed("stage1", train_stage1, params)
+    for init in dict.fromkeys(v[1] for v in VARIANTS):
+        for stale in (2, 3):
+            paths.checkpoint(stale).unlink(missing_ok=True)
+            paths.progress(stale).unlink(missing_ok=True)
+        timed(f"stage2 {init}", train_stage2, dataclasses.replace(params, mask_upsampling_init=init))
+        peak2 = _lattice_peaks(params, paths, 2)
+        for name, _, overrides in (v for v in VARIANTS if v[1] == init):
+            p = dataclasses.replace(params, **overrides)
+            paths.checkpoint(3).unlink(missing_ok=True)
+            paths.progress(3).unlink(missing_ok=True)
+            timed(f"stage3 {name}", train_stage3, p)
+            timed(f"evaluate {name}", evaluate_dataset, p)
+            metrics = json.loads(paths.metrics.read_text())
+            row = {"dataset": dataset, "seed": seed, "variant": name, "epochs": schedule, "profile": p.profile,
+                   "hiding": p.hiding, "lambda1": p.lambda1, "drop_ratio": p.drop_ratio,
+                   "mask_upsampling_init": p.mask_upsampling_init, "freeze_hidden_bn": p.freeze_hidden_bn,
+                   **{f"stage{n}_{m}": metrics[f"stage{n}"][m] for n in (1, 3) for m in ("mAP", "rank1", "mINP")},
+                   **{k: v for k, v in metrics.items() if k.startswith("mask_") or k == "person_share"},
+                   "lattice16_stage2": peak2,
+                   "lattice16_stage3": _lattice_peaks(p, paths, 3) if p.hiding == "learned" else None,
+                   "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+                   "seconds": dict(seconds)}
+            with open(out / ROWS, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            if seed == 0 and p.hiding == "learned" and p.freeze_hidden_bn:
+                masks_figure(p, paths)
+                shutil.copy(paths.mask_figure, out / f"masks_{dataset}_{init}.png")
+
+
+def summarize(out: Path) -> str:
+    """Per dataset and variant: mean ± sd over seeds; paired differences learned - each other variant."""
+    import pandas as pd
+
+
+    def _pm(mean: float, sd: float, digits: int = 2) -> str:
+        return f"{mean:.{digits}f}" if sd != sd else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+    rows = pd.DataFrame([json.loads(line) for line in (out / ROWS).read_text().splitlines() if line.strip()])
+    measures = ["stage3_mAP", "stage3_rank1", "stage3_mINP", "stage1_mAP", "mask_input_dependence",
+                "mask_hidden_on_person", "lattice16_stage3"]
+    lines = ["# Masks ablation on one GPU: every control, two mask settings, several seeds", "",
+             f"Regenerated by `python bench/gpu_ablation.py {out} --summarize` from {ROWS} (one line per run). "
+             f"Device: {', '.join(sorted(set(rows.device)))}; quick profile, epochs (stage 1/2/3) "
+             f"{', '.join(sorted(set(rows.epochs)))}; standard protocol, stage-3 F, percent; mean ± sample sd over "
+             "seeds. Every variant of one seed starts stage 3 from the same stage-1 model (and, but for `nearest "
+             "init`, the same stage-2 M). Mask measures (stage-3 M on the query images) only for the variants that "
+             "use M; `hidden on person` needs the synthetic set's silhouettes; the lattice peak is the spectral "
+             "power on the 16-pixel lattice over the mean (1: no grid).", "",
+             "| dataset | variant | seeds | mAP | rank-1 | mINP | stage-1 mAP | mask input dependence | hidden on "
+             "person (%) | 16-px lattice peak (stage 3) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    order = {name: i for i, (name, _, _) in enumerate(VARIANTS)}
+    groups = sorted(rows.groupby(["dataset", "variant"]), key=lambda kv: (kv[0][0], order[kv[0][1]]))
+    for (dataset, variant), group in groups:
+        cells = []
+        for m in measures:
+            if m.startswith(("mask_", "lattice")) and (group.hiding != "learned").any():
+                cells.append("")        # the controls do not use M: its measures say nothing about them
+                continue
+            values = pd.to_numeric(group[m], errors="coerce").dropna() if m in group else pd.Series(dtype=float)
+            digits = 3 if m == "mask_input_dependence" else 2
+            cells.append("" if values.empty else _pm(values.mean(), values.std(ddof=1) if len(values) > 1
+                                                     else float("nan"), digits))
+        lines.append(f"| {dataset} | {variant} | {len(group)} ({' '.join(map(str, sorted(group.seed)))}) | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "Paired differences, learned (the default) minus each other variant, same seeds:", "",
+              "| dataset | comparison (same seeds) | seeds | mAP | rank-1 | mINP |", "|---|---|---|---|---|---|"]
+    for dataset, group in rows.groupby("dataset"):
+        learned = group[group.variant == "learned"].set_index("seed")
+        for variant in sorted(set(group.variant) - {"learned"}, key=order.get):
+            other = group[group.variant == variant].set_index("seed")
+            seeds = sorted(set(learned.index) & set(other.index))
+            if not seeds:
+                continue
+            cells = []
+            for m in ("stage3_mAP", "stage3_rank1", "stage3_mINP"):
+                diff = learned.loc[seeds, m] - other.loc[seeds, m]
+                cells.append(_pm(diff.mean(), diff.std(ddof=1) if len(diff) > 1 else float("nan")))
+            lines.append(f"| {dataset} | learned - ({variant}) | {len(seeds)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--datasets", nargs="+", default=["synthetic", "cuhk01"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, nargs=3, help="stage 1/2/3 epochs (default: the quick profile's)")
+    ap.add_argument("--cuhk01", type=Path, help="folder of CUHK01's images (PPPPNNN.<ext>)")
+    ap.add_argument("--summarize", action="store_true")
+    ap.add_argument("--worker", nargs=3, metavar=("DATASET", "SEED", "BASE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.summarize:
+        print(summarize(args.out), end="")
+        return
+    if args.worker:
+        dataset, seed, base = args.worker
+        worker(args.out, dataset, int(seed), Path(base), args.epochs)
+        return
+    base = Path(tempfile.mkdtemp(prefix="ablation-base-"))
+    began = time.perf_counter()
+    for dataset in args.datasets:
+        prepare_dataset(dataset, base / dataset, args.cuhk01)
+    print(f"prepared {args.datasets} in {time.perf_counter() - began:.1f} s", flush=True)
+    extra = ["--epochs", *map(str, args.epochs)] if args.epochs else []
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+    workers = [subprocess.Popen([sys.executable, __file__, str(args.out), "--worker", d, str(s), str(base), *extra],
+                                env=env) for s in args.seeds for d in args.datasets]
+    codes = [w.wait() for w in workers]
+    print(f"workers done in {time.perf_counter() - began:.1f} s, exit codes {codes}", flush=True)
+    if (args.out / ROWS).is_file():
+        print(summarize(args.out), end="")
+    if any(codes):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
