@@ -55,12 +55,21 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
 ROWS = "ablation_rows.jsonl"
 
 
-def load_params(dataset: str, seed: int, epochs: list[int] | None) -> Params:
+def load_params(dataset: str, seed: int, epochs: list[int] | None, settings: list[str] = ()) -> Params:
+    """params.yaml's quick profile for one dataset and seed; `settings`: dotted KEY=VALUE overrides (YAML
+    values), e.g. profiles.quick.stage1.lr=0.0005, checked like any params.yaml."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw.update(profile="quick", datasets=[dataset], seed=seed)
     if epochs:
         for n, e in zip((1, 2, 3), epochs):
             raw["profiles"]["quick"][f"stage{n}"]["epochs"] = e
+    for setting in settings:
+        key, value = setting.split("=", 1)
+        *parents, leaf = key.split(".")
+        node = raw
+        for part in parents:
+            node = node[part]
+        node[leaf] = yaml.safe_load(value)
     return validate(raw)
 
 
@@ -162,6 +171,37 @@ def worker(out: Path, dataset: str, seed: int, base: Path, epochs: list[int] | N
                 shutil.copy(paths.mask_figure, out / f"masks_{dataset}_{init}.png")
 
 
+def config_worker(out: Path, dataset: str, seed: int, base: Path, config: str) -> None:
+    """`--config "NAME KEY=VALUE ..."`: the default method (learned hiding) under other training settings, for a
+    search of the quick profile's free choices (schedule, learning rate, input size, batch composition)."""
+    import torch
+
+    from maskreid.pipeline.evaluate import evaluate_dataset
+    from maskreid.pipeline.train import train_stage1, train_stage2, train_stage3
+
+    _offline_log()
+    torch.set_num_threads(2)
+    name, *settings = config.split()
+    root = Path(tempfile.mkdtemp(prefix=f"search-{dataset}-{seed}-"))
+    shutil.copytree(base / dataset / "data", root / "data")
+    paths = DatasetPaths(dataset, root)
+    params = load_params(dataset, seed, None, settings)
+    seconds = {}
+    for stage, step in (("stage1", train_stage1), ("stage2", train_stage2), ("stage3", train_stage3),
+                        ("evaluate", evaluate_dataset)):
+        began = time.perf_counter()
+        step(params, paths)
+        seconds[stage] = round(time.perf_counter() - began, 1)
+    metrics = json.loads(paths.metrics.read_text())
+    row = {"dataset": dataset, "seed": seed, "config": name, "settings": settings,
+           "epochs": "/".join(str(getattr(params, f"stage{n}").epochs) for n in (1, 2, 3)),
+           **{f"stage{n}_{m}": metrics[f"stage{n}"][m] for n in (1, 3) for m in ("mAP", "rank1", "mINP")},
+           "seconds": seconds}
+    print(json.dumps(row), flush=True)
+    with open(out / "search_rows.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def summarize(out: Path) -> str:
     """Per dataset and variant: mean ± sd over seeds; paired differences learned - each other variant."""
     import pandas as pd
@@ -222,6 +262,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, nargs=3, help="stage 1/2/3 epochs (default: the quick profile's)")
     ap.add_argument("--cuhk01", type=Path, help="folder of CUHK01's images (PPPPNNN.<ext>)")
     ap.add_argument("--summarize", action="store_true")
+    ap.add_argument("--config", action="append", default=[],
+                    help='instead of the ablation: "NAME KEY=VALUE ..." (repeatable), learned hiding only')
     ap.add_argument("--worker", nargs=3, metavar=("DATASET", "SEED", "BASE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -230,7 +272,10 @@ def main() -> None:
         return
     if args.worker:
         dataset, seed, base = args.worker
-        worker(args.out, dataset, int(seed), Path(base), args.epochs)
+        if args.config:
+            config_worker(args.out, dataset, int(seed), Path(base), args.config[0])
+        else:
+            worker(args.out, dataset, int(seed), Path(base), args.epochs)
         return
     base = Path(tempfile.mkdtemp(prefix="ablation-base-"))
     began = time.perf_counter()
@@ -239,11 +284,12 @@ def main() -> None:
     print(f"prepared {args.datasets} in {time.perf_counter() - began:.1f} s", flush=True)
     extra = ["--epochs", *map(str, args.epochs)] if args.epochs else []
     env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
-    workers = [subprocess.Popen([sys.executable, __file__, str(args.out), "--worker", d, str(s), str(base), *extra],
-                                env=env) for s in args.seeds for d in args.datasets]
+    jobs = [[*extra]] if not args.config else [["--config", c] for c in args.config]
+    workers = [subprocess.Popen([sys.executable, __file__, str(args.out), "--worker", d, str(s), str(base), *job],
+                                env=env) for job in jobs for s in args.seeds for d in args.datasets]
     codes = [w.wait() for w in workers]
     print(f"workers done in {time.perf_counter() - began:.1f} s, exit codes {codes}", flush=True)
-    if (args.out / ROWS).is_file():
+    if (args.out / ROWS).is_file() and not args.config:
         print(summarize(args.out), end="")
     if any(codes):
         raise SystemExit(1)

@@ -1,5 +1,6 @@
 """Could int8 reach the 80 images/s goal? ResNet-50 at 224x112: onnxruntime fp32 vs static int8 quantisation
-(per-channel weights, uint8 activations, calibrated on the timed batch), QOperator and QDQ formats.
+(uint8 activations, calibrated on the timed batch): QOperator and QDQ formats, int8 and uint8 weights,
+per-channel and per-tensor.
 
     python bench/int8_probe.py resnet50 234 117 224 112
 
@@ -37,9 +38,17 @@ def speed(path):
     return 64 / best, y
 fp, yf = speed(d/"m.onnx")
 print("fp32", round(fp, 1), flush=True)
-for fmt in (QuantFormat.QOperator, QuantFormat.QDQ):
-    out = d/f"m_{fmt.name}.onnx"
-    quantize_static(str(d/"m_pre.onnx"), str(out), R(), quant_format=fmt, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+VARIANTS = {   # name: (format, per-channel weights, weight type); activations are uint8 in all
+    "QOperator, per-channel int8 weights": (QuantFormat.QOperator, True, QuantType.QInt8),
+    "QDQ, per-channel int8 weights": (QuantFormat.QDQ, True, QuantType.QInt8),
+    "QOperator, per-tensor int8 weights": (QuantFormat.QOperator, False, QuantType.QInt8),
+    "QOperator, per-channel uint8 weights": (QuantFormat.QOperator, True, QuantType.QUInt8),
+    "QOperator, per-tensor uint8 weights": (QuantFormat.QOperator, False, QuantType.QUInt8),
+    "QDQ, per-channel uint8 weights": (QuantFormat.QDQ, True, QuantType.QUInt8),
+}
+for i, (name, (fmt, per_channel, weights)) in enumerate(VARIANTS.items()):
+    out = d/f"m_{i}.onnx"
+    quantize_static(str(d/"m_pre.onnx"), str(out), R(), quant_format=fmt, per_channel=per_channel,
+                    activation_type=QuantType.QUInt8, weight_type=weights)
     sp, yq = speed(out)
-    print(fmt.name, round(sp, 1), "max diff", float(np.abs(yq - yf).max()), "rel", float(np.abs(yq-yf).max()/np.abs(yf).max()), flush=True)
+    print(name, round(sp, 1), "max diff", float(np.abs(yq - yf).max()), "rel", float(np.abs(yq-yf).max()/np.abs(yf).max()), flush=True)
