@@ -4,6 +4,8 @@ quick schedule, on the synthetic set and CUHK01, through the pipeline's own stag
 
     python bench/gpu_ablation.py OUT_DIR [--datasets synthetic cuhk01] [--seeds 0 1 2] [--cuhk01 DIR]
     python bench/gpu_ablation.py OUT_DIR --summarize      # OUT_DIR/ablation_rows.jsonl -> markdown tables
+    python bench/gpu_ablation.py OUT_DIR --datasets cuhk01 --config "NAME KEY=VALUE ..." [--config ...]
+                                          # the default method under other settings (a search): search_rows.jsonl
 
 One process per (dataset, seed), all at once on the one GPU (the quick profile's nets are far too small to
 fill it). Each process trains stage 1 once and stage 2 once per `mask_upsampling_init`, then stage 3 and the
@@ -205,7 +207,6 @@ def config_worker(out: Path, dataset: str, seed: int, base: Path, config: str) -
 def summarize(out: Path) -> str:
     """Per dataset and variant: mean ± sd over seeds; paired differences learned - each other variant."""
     import pandas as pd
-
 
     def _pm(mean: float, sd: float, digits: int = 2) -> str:
         return f"{mean:.{digits}f}" if sd != sd else f"{mean:.{digits}f} ± {sd:.{digits}f}"
