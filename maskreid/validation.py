@@ -11,12 +11,6 @@ from maskreid.evaluation import euclidean_distances, evaluate
 from maskreid.features import extract_features
 
 
-def _subset(cache: ImageCache, keep: np.ndarray) -> ImageCache:
-    index = np.flatnonzero(keep)
-    return ImageCache(cache.images[torch.from_numpy(index)], cache.pids[index], cache.camids[index],
-                      [cache.paths[i] for i in index])
-
-
 def hold_out(cache: ImageCache, ids: int, seed: int, min_train_ids: int) -> tuple[ImageCache, ImageCache]:
     """(training images, held-out images): `ids` identities drawn with `seed`, the same in every stage, so M
     and F never train on them. Refuses a split that leaves fewer than `min_train_ids` (P) to train on."""
@@ -26,7 +20,7 @@ def hold_out(cache: ImageCache, ids: int, seed: int, min_train_ids: int) -> tupl
                          f"batch needs {min_train_ids}; hold out at most {len(identities) - min_train_ids}")
     held = np.random.default_rng(seed).choice(identities, size=ids, replace=False)
     is_held = np.isin(cache.pids, held)
-    return _subset(cache, ~is_held), _subset(cache, is_held)
+    return cache.subset(~is_held), cache.subset(is_held)
 
 
 @torch.no_grad()

@@ -74,3 +74,18 @@ def test_crop_and_flip_are_per_image_and_seeded() -> None:
     for image, source in zip(a, batch):     # every output is a (possibly flipped) window of its own input
         windows = [source[:, t:t + 4, l:l + 2] for t in range(3) for l in range(3)]
         assert any(torch.equal(image, w) or torch.equal(image, w.flip(-1)) for w in windows)
+
+
+def test_image_cache_subset_and_concat_keep_images_and_labels_together() -> None:
+    """The mask figure joins query and gallery and drops distractors; validation splits off held-out ids:
+    every row's image, pid, camera and path must stay aligned."""
+    def cache(first: int, n: int, cam: int) -> ImageCache:
+        ids = np.arange(first, first + n)
+        return ImageCache(torch.from_numpy(ids.astype(np.uint8)).view(n, 1, 1, 1).expand(n, 3, 2, 2).clone(),
+                          ids, np.full(n, cam), [f"{i}.jpg" for i in ids])
+
+    both = ImageCache.concat([cache(0, 3, 1), cache(3, 2, 2)])
+    assert both.pids.tolist() == [0, 1, 2, 3, 4] and both.camids.tolist() == [1, 1, 1, 2, 2] and len(both) == 5
+    kept = both.subset(both.pids % 2 == 1)
+    assert kept.pids.tolist() == [1, 3] and kept.camids.tolist() == [1, 2] and kept.paths == ["1.jpg", "3.jpg"]
+    assert kept.images[:, 0, 0, 0].tolist() == [1, 3]

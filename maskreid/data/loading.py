@@ -83,6 +83,18 @@ class ImageCache:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def subset(self, keep: np.ndarray) -> "ImageCache":
+        """The images where the boolean `keep` (one per image) is true, in their order."""
+        index = np.flatnonzero(keep)
+        return ImageCache(self.images[torch.from_numpy(index)], self.pids[index], self.camids[index],
+                          [self.paths[i] for i in index])
+
+    @classmethod
+    def concat(cls, caches: Sequence["ImageCache"]) -> "ImageCache":
+        """One cache holding the images of `caches` one after the other (all of one size)."""
+        return cls(torch.cat([c.images for c in caches]), np.concatenate([c.pids for c in caches]),
+                   np.concatenate([c.camids for c in caches]), [p for c in caches for p in c.paths])
+
 
 def _files_key(paths: Sequence[str], size: tuple[int, int]) -> str:
     digest = hashlib.sha256(f"{size}".encode())

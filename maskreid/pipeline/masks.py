@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 from maskreid.data.loading import ImageCache
 from maskreid.figures import mask_figure
 from maskreid.params import Params
@@ -19,10 +16,8 @@ def masks_figure(params: Params, paths: DatasetPaths) -> None:
     device = pick_device(params.device)
     query = load_split(paths, "query", params.input.resize)
     gallery = load_split(paths, "gallery", params.input.resize)
-    pids, camids = np.concatenate([query.pids, gallery.pids]), np.concatenate([query.camids, gallery.camids])
-    people = pids > 0
-    test = ImageCache(torch.cat([query.images, gallery.images])[torch.from_numpy(people)], pids[people],
-                      camids[people], [p for p, keep in zip(query.paths + gallery.paths, people) if keep])
+    test = ImageCache.concat([query, gallery])
+    test = test.subset(test.pids > 0)
     mask_net = load_mask_net(paths.checkpoint(3), params, device)
     mask_figure(mask_net, test, params.input.crop, params.drop_ratio, paths.mask_figure, device=device,
                 space=params.mask_space)
