@@ -121,6 +121,27 @@ def _lattice_peaks(params: Params, paths: DatasetPaths, stage: int) -> float:
     return round(grid_peak(masks, 16), 3)
 
 
+def _workspace(dataset: str, seed: int, base: Path, purpose: str) -> DatasetPaths:
+    """A worker's own project folder (a copy of the prepared data), 2 CPU threads, the epoch log in memory
+    where dvclive is missing: what every worker process sets up first."""
+    import torch
+
+    _offline_log()
+    torch.set_num_threads(2)
+    root = Path(tempfile.mkdtemp(prefix=f"{purpose}-{dataset}-{seed}-"))
+    shutil.copytree(base / dataset / "data", root / "data")
+    return DatasetPaths(dataset, root)
+
+
+def _schedule(params: Params) -> str:
+    return "/".join(str(getattr(params, f"stage{n}").epochs) for n in (1, 2, 3))
+
+
+def _scores(metrics: dict[str, Any]) -> dict[str, float]:
+    """Stage-1 and stage-3 mAP, rank-1 and mINP of an evaluate run's metrics file, as flat row columns."""
+    return {f"stage{n}_{m}": metrics[f"stage{n}"][m] for n in (1, 3) for m in ("mAP", "rank1", "mINP")}
+
+
 def worker(out: Path, dataset: str, seed: int, base: Path, epochs: list[int] | None) -> None:
     import torch
 
@@ -128,13 +149,9 @@ def worker(out: Path, dataset: str, seed: int, base: Path, epochs: list[int] | N
     from maskreid.pipeline.masks import masks_figure
     from maskreid.pipeline.train import train_stage1, train_stage2, train_stage3
 
-    _offline_log()
-    torch.set_num_threads(2)
-    root = Path(tempfile.mkdtemp(prefix=f"ablation-{dataset}-{seed}-"))
-    shutil.copytree(base / dataset / "data", root / "data")
-    paths = DatasetPaths(dataset, root)
+    paths = _workspace(dataset, seed, base, "ablation")
     params = load_params(dataset, seed, epochs)
-    schedule = "/".join(str(getattr(params, f"stage{n}").epochs) for n in (1, 2, 3))
+    schedule = _schedule(params)
     seconds: dict[str, float] = {}
 
     def timed(name: str, step, p: Params) -> None:
@@ -160,8 +177,7 @@ def worker(out: Path, dataset: str, seed: int, base: Path, epochs: list[int] | N
             row = {"dataset": dataset, "seed": seed, "variant": name, "epochs": schedule, "profile": p.profile,
                    "hiding": p.hiding, "lambda1": p.lambda1, "drop_ratio": p.drop_ratio,
                    "mask_upsampling_init": p.mask_upsampling_init, "freeze_hidden_bn": p.freeze_hidden_bn,
-                   **{f"stage{n}_{m}": metrics[f"stage{n}"][m] for n in (1, 3) for m in ("mAP", "rank1", "mINP")},
-                   **{k: v for k, v in metrics.items() if k.startswith("mask_") or k == "person_share"},
+                   **_scores(metrics), **{k: v for k, v in metrics.items() if k.startswith("mask_") or k == "person_share"},
                    "lattice16_stage2": peak2,
                    "lattice16_stage3": _lattice_peaks(p, paths, 3) if p.hiding == "learned" else None,
                    "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
@@ -176,29 +192,21 @@ def worker(out: Path, dataset: str, seed: int, base: Path, epochs: list[int] | N
 def config_worker(out: Path, dataset: str, seed: int, base: Path, config: str) -> None:
     """`--config "NAME KEY=VALUE ..."`: the default method (learned hiding) under other training settings, for a
     search of the quick profile's free choices (schedule, learning rate, input size, batch composition)."""
-    import torch
-
     from maskreid.pipeline.evaluate import evaluate_dataset
     from maskreid.pipeline.train import train_stage1, train_stage2, train_stage3
 
-    _offline_log()
-    torch.set_num_threads(2)
     name, *settings = config.split()
-    root = Path(tempfile.mkdtemp(prefix=f"search-{dataset}-{seed}-"))
-    shutil.copytree(base / dataset / "data", root / "data")
-    paths = DatasetPaths(dataset, root)
+    paths = _workspace(dataset, seed, base, "search")
     params = load_params(dataset, seed, None, settings)
-    seconds = {}
+    seconds: dict[str, float] = {}
     for stage, step in (("stage1", train_stage1), ("stage2", train_stage2), ("stage3", train_stage3),
                         ("evaluate", evaluate_dataset)):
         began = time.perf_counter()
         step(params, paths)
         seconds[stage] = round(time.perf_counter() - began, 1)
     metrics = json.loads(paths.metrics.read_text())
-    row = {"dataset": dataset, "seed": seed, "config": name, "settings": settings,
-           "epochs": "/".join(str(getattr(params, f"stage{n}").epochs) for n in (1, 2, 3)),
-           **{f"stage{n}_{m}": metrics[f"stage{n}"][m] for n in (1, 3) for m in ("mAP", "rank1", "mINP")},
-           "seconds": seconds}
+    row = {"dataset": dataset, "seed": seed, "config": name, "settings": settings, "epochs": _schedule(params),
+           **_scores(metrics), "seconds": seconds}
     print(json.dumps(row), flush=True)
     with open(out / "search_rows.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -208,8 +216,7 @@ def summarize(out: Path) -> str:
     """Per dataset and variant: mean ± sd over seeds; paired differences learned - each other variant."""
     import pandas as pd
 
-    def _pm(mean: float, sd: float, digits: int = 2) -> str:
-        return f"{mean:.{digits}f}" if sd != sd else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+    from maskreid.ablation import _pm
 
     rows = pd.DataFrame([json.loads(line) for line in (out / ROWS).read_text().splitlines() if line.strip()])
     measures = ["stage3_mAP", "stage3_rank1", "stage3_mINP", "stage1_mAP", "mask_input_dependence",

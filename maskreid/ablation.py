@@ -108,8 +108,8 @@ def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(table), pd.DataFrame(paired)
 
 
-def _pm(mean: float, sd: float) -> str:
-    return f"{mean:.2f}" if math.isnan(sd) else f"{mean:.2f} ± {sd:.2f}"
+def _pm(mean: float, sd: float, digits: int = 2) -> str:
+    return f"{mean:.{digits}f}" if math.isnan(sd) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
 def render_markdown(table: pd.DataFrame, paired: pd.DataFrame, runs: pd.DataFrame) -> str:
