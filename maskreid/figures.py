@@ -1,4 +1,5 @@
-"""The mask figure (like the paper's Fig. 1): images, generated masks, images with the top pixels hidden."""
+"""The mask figure (like the paper's Fig. 1): images, generated masks, what in each mask differs from M's
+average mask, images with the top pixels hidden."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch  # noqa: E402
 
 from maskreid.data.loading import ImageCache, Normalizer, center_crop, to_model_input  # noqa: E402
 from maskreid.io import atomic_path  # noqa: E402
+from maskreid.mask_measures import average_mask  # noqa: E402
 from maskreid.masking import hide_top_pixels  # noqa: E402
 
 
@@ -40,27 +42,35 @@ def images_across_cameras(camids: np.ndarray, count: int, pids: np.ndarray | Non
     return chosen
 
 
+# the difference row's colour scale, in mask units, fixed so that a faint row means masks that barely differ
+DIFFERENCE_RANGE = 0.5
+
+
 @torch.no_grad()
 def mask_figure(mask_net: torch.nn.Module, cache: ImageCache, crop: tuple[int, int], drop_ratio: float,
                 out: Path, count: int = 8, device: torch.device | str = "cpu", space: str = "pixel") -> None:
-    """Save a 3-row PNG for `count` images of `cache`, taken in turn from each camera, each of another person
-    (a mask that stays the same across cameras and people is then plain to see); the mask row has its colour
-    scale."""
+    """Save a 4-row PNG for `count` images of `cache`, taken in turn from each camera, each of another person.
+    The third row subtracts M's average mask over (up to 512 of) the images of `cache`: a pattern shared by
+    every image (the masks' fixed part) vanishes there, and what remains is the part of each mask that follows
+    its image, on a fixed scale of +-0.5. Both mask rows have their colour scale."""
     device = torch.device(device)
     normalizer = Normalizer(device)
     idx = images_across_cameras(cache.camids, count, cache.pids)
     raw = center_crop(cache.images[idx], crop)
     images = to_model_input(raw, normalizer, device)
     masks = mask_net.eval()(images)
+    average, averaged = average_mask(mask_net, cache, crop, device)
     hidden = normalizer.denormalize(hide_top_pixels(images, masks, drop_ratio, normalizer, space)).clamp(0, 1)
-    rows = [("image", raw.permute(0, 2, 3, 1).numpy()),
-            ("mask M(a)", masks[:, 0].cpu().numpy()),
-            (f"top {drop_ratio:.0%} hidden", hidden.permute(0, 2, 3, 1).cpu().numpy())]
-    fig, axes = plt.subplots(3, len(idx), figsize=(1.3 * len(idx), 6.2), squeeze=False)
-    for r, (label, data) in enumerate(rows):
+    rows = [("image", raw.permute(0, 2, 3, 1).numpy(), {}),
+            ("mask M(a)", masks[:, 0].cpu().numpy(), {"cmap": "jet", "vmin": 0, "vmax": 1}),
+            ("M(a) - average mask", (masks[:, 0] - average.to(masks.device)).cpu().numpy(),
+             {"cmap": "RdBu_r", "vmin": -DIFFERENCE_RANGE, "vmax": DIFFERENCE_RANGE}),
+            (f"top {drop_ratio:.0%} hidden", hidden.permute(0, 2, 3, 1).cpu().numpy(), {})]
+    fig, axes = plt.subplots(len(rows), len(idx), figsize=(1.3 * len(idx), 8.2), squeeze=False)
+    for r, (label, data, style) in enumerate(rows):
         for c in range(len(idx)):
             ax = axes[r][c]
-            ax.imshow(data[c], cmap="jet" if data[c].ndim == 2 else None, vmin=0, vmax=1 if data[c].ndim == 2 else None)
+            ax.imshow(data[c], **style)
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
@@ -68,9 +78,11 @@ def mask_figure(mask_net: torch.nn.Module, cache: ImageCache, crop: tuple[int, i
             if r == 0:
                 ax.set_title(f"camera {cache.camids[idx[c]]}", fontsize=7)
     fig.tight_layout()
-    scale = fig.colorbar(axes[1][0].images[0], ax=list(axes[1]), fraction=0.02, pad=0.01)
-    scale.set_label("M(a): 0 unimportant, 1 important", fontsize=7)
-    scale.ax.tick_params(labelsize=6)
+    for row, label in ((1, "M(a): 0 unimportant, 1 important"),
+                       (2, f"above (red) / below (blue) M's mean\nover {averaged} test images")):
+        scale = fig.colorbar(axes[row][0].images[0], ax=list(axes[row]), fraction=0.02, pad=0.01)
+        scale.set_label(label, fontsize=7)
+        scale.ax.tick_params(labelsize=6)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")     # colour bars and their labels whole
     plt.close(fig)

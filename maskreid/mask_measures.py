@@ -23,6 +23,16 @@ def masks_of(mask_net: nn.Module, cache: ImageCache, crop: tuple[int, int], devi
     return torch.from_numpy(extract_features(mask_net, cache, crop, batch_size, device, memory_format))[:, 0]
 
 
+def average_mask(mask_net: nn.Module, cache: ImageCache, crop: tuple[int, int], device: torch.device,
+                 limit: int = 512, batch_size: int = 64) -> tuple[torch.Tensor, int]:
+    """M's mask averaged over up to `limit` evenly spaced images of `cache` (H, W), and how many: the fixed part
+    of the masks, which a per-image mask is compared with to see what in it follows the image."""
+    keep = np.zeros(len(cache), dtype=bool)
+    keep[np.linspace(0, len(cache) - 1, num=min(limit, len(cache))).round().astype(int)] = True
+    masks = masks_of(mask_net, cache.subset(keep), crop, device, batch_size)
+    return masks.mean(0), int(keep.sum())
+
+
 def input_dependence(masks: torch.Tensor) -> float:
     """Mean over pixels of the across-image standard deviation of the mask divided by its across-image mean:
     0 for a fixed pattern, about 1 or more when each image gets a mask of its own."""

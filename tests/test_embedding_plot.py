@@ -59,3 +59,66 @@ def test_mask_figure_shows_each_person_once_when_cameras_hold_the_same_people() 
     assert sorted(set(camids[chosen])) == [1, 2] and len(chosen) == 8
     assert len(set(all_pids[chosen])) == 8
     assert len(set(all_pids[images_across_cameras(camids, 8)])) < 8    # without pids: people repeat
+
+
+class _MaskNet:
+    """A stand-in M: a fixed left-half pattern, plus (when `follows`) the image's red channel."""
+
+    def __init__(self, follows: bool) -> None:
+        self.follows = follows
+
+    def eval(self) -> "_MaskNet":
+        return self
+
+    def __call__(self, images: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        fixed = torch.zeros_like(images[:, :1])
+        fixed[..., : images.shape[-1] // 2] = 0.5
+        red = (images[:, :1] - images[:, :1].amin()) / (images[:, :1].amax() - images[:, :1].amin() + 1e-6)
+        return (fixed + 0.5 * red) if self.follows else fixed
+
+
+def _cache_of_plain_colours(count: int = 12):
+    import torch
+
+    from maskreid.data.loading import ImageCache
+
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(np.repeat(rng.integers(0, 256, (count, 3, 1, 1), dtype=np.uint8), 32 * 16)
+                              .reshape(count, 3, 32, 16))
+    pids, camids = np.arange(1, count + 1), np.tile([1, 2, 3], count // 3)
+    return ImageCache(images, pids, camids, [f"{p}.jpg" for p in pids])
+
+
+def test_average_mask_is_the_mean_over_an_even_sample() -> None:
+    import torch
+
+    from maskreid.mask_measures import average_mask, masks_of
+
+    cache = _cache_of_plain_colours()
+    net = _MaskNet(follows=True)
+    everything, count = average_mask(net, cache, (32, 16), torch.device("cpu"))
+    assert count == 12
+    torch.testing.assert_close(everything, masks_of(net, cache, (32, 16), torch.device("cpu")).mean(0))
+    _, count = average_mask(net, cache, (32, 16), torch.device("cpu"), limit=5)
+    assert count == 5
+
+
+def test_mask_figure_difference_row_is_blank_only_for_a_fixed_mask(tmp_path: Path) -> None:
+    """Row 3 subtracts the average mask: a fixed pattern leaves it grey-white (the diverging scale's zero); a
+    mask that follows the image colours it. The figure is read back from the PNG, as a user sees it."""
+    from maskreid.figures import mask_figure
+
+    cache = _cache_of_plain_colours()
+    spread = {}
+    for follows in (False, True):
+        out = tmp_path / f"m{follows}.png"
+        mask_figure(_MaskNet(follows), cache, (32, 16), 0.3, out, count=6)
+        with Image.open(out) as picture:
+            pixels = np.asarray(picture.convert("RGB")).astype(float)
+        height = pixels.shape[0]
+        band = pixels[int(0.52 * height): int(0.70 * height), : int(0.85 * pixels.shape[1])]   # row 3, no colour bar
+        spread[follows] = ((band.max(axis=2) - band.min(axis=2)) > 30).mean()     # coloured, not grey, pixels
+    assert spread[False] < 0.01, spread             # frames and background are grey
+    assert spread[True] > 0.2, spread
