@@ -1,10 +1,12 @@
-"""The embedding-space picture: the identities drawn, the projection, a real PNG."""
+"""The embedding-space picture and the mask figure: what they draw, read back from real PNGs."""
 
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
+from maskreid.data.loading import ImageCache
 from maskreid.embedding_plot import embedding_figure, pca_2d, pick_identities
 
 
@@ -70,20 +72,14 @@ class _MaskNet:
     def eval(self) -> "_MaskNet":
         return self
 
-    def __call__(self, images: "torch.Tensor") -> "torch.Tensor":
-        import torch
-
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
         fixed = torch.zeros_like(images[:, :1])
         fixed[..., : images.shape[-1] // 2] = 0.5
         red = (images[:, :1] - images[:, :1].amin()) / (images[:, :1].amax() - images[:, :1].amin() + 1e-6)
         return (fixed + 0.5 * red) if self.follows else fixed
 
 
-def _cache_of_plain_colours(count: int = 12):
-    import torch
-
-    from maskreid.data.loading import ImageCache
-
+def _cache_of_plain_colours(count: int = 12) -> ImageCache:
     rng = np.random.default_rng(0)
     images = torch.from_numpy(np.repeat(rng.integers(0, 256, (count, 3, 1, 1), dtype=np.uint8), 32 * 16)
                               .reshape(count, 3, 32, 16))
@@ -92,8 +88,6 @@ def _cache_of_plain_colours(count: int = 12):
 
 
 def test_average_mask_is_the_mean_over_an_even_sample() -> None:
-    import torch
-
     from maskreid.mask_measures import average_mask, masks_of
 
     cache = _cache_of_plain_colours()
