@@ -22,9 +22,12 @@ BACKENDS = ("auto", "gloo", "nccl")    # torch.distributed: auto = nccl with CUD
 # Stage 3's hidden pixels: M's top drop_ratio (the paper), or controls (README, "Do the masks help?")
 HIDINGS = ("learned", "random_blocks", "random_pixels", "none")
 # Backbones checked to build with timm as F's trunk (tests/test_models.py); listed here so that validation
-# needs no torch import and can name the allowed values.
+# needs no torch import and can name the allowed values. resnetblur*: the same ResNets with blur pooling before
+# every stride-2 step (anti-aliased, Zhang 2019), the test of whether M's masks follow F's sampling lattice
+# (README, "Do the masks help?").
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50d", "resnext50_32x4d",
-             "seresnet50", "densenet121", "efficientnet_b0", "mobilenetv3_large_100", "convnext_tiny")
+             "seresnet50", "densenet121", "efficientnet_b0", "mobilenetv3_large_100", "convnext_tiny",
+             "resnetblur18", "resnetblur50")
 KNOWN_DATASETS = ("synthetic", "market1501", "dukemtmcreid", "cuhk03_labeled", "cuhk03_detected", "cuhk01", "custom")
 KNOWN_PROFILES = ("quick", "paper")
 
