@@ -59,11 +59,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset")
     parser.add_argument("--project", type=Path, default=Path("."))
-    parser.add_argument("--calibration", type=int, default=256, help="training images for the calibration")
+    parser.add_argument("--params", type=Path, help="the params file (default: the project's params.yaml)")
+    parser.add_argument("--calibration", type=int, default=256,
+                        help="training images for the calibration (Entropy and Percentile keep every activation "
+                             "of them in memory: use 64 for ResNet-50 at 224x112)")
     parser.add_argument("--out", type=Path, help="write the rows as JSON")
     args = parser.parse_args()
 
-    params = load_params(args.project / "params.yaml")
+    params = load_params(args.params or args.project / "params.yaml")
     paths = DatasetPaths(args.dataset, args.project)
     fp32 = OnnxEmbedder(paths.onnx)
     spec, name = fp32.spec, fp32.input_name
@@ -85,9 +88,16 @@ def main() -> None:
                        gallery.camids[scored], params.evaluation.max_rank)
         return summarize_percent(raw, tuple(params.evaluation.ranks))
 
+    def report(row: dict) -> None:
+        row["mAP_change"] = round(row["mAP"] - rows[0]["mAP"], 4)
+        print(f"{args.dataset} | {spec.backbone} {spec.crop[0]}x{spec.crop[1]} | {row['variant']} | "
+              f"{row['mAP']:.2f} | {row['rank1']:.2f} | {row['mAP_change']:+.2f} | {row['images_per_s']:.1f} | "
+              f"{row['max_abs_diff']:.2e}", flush=True)
+
     reference, speed = embed(fp32.session, test)
     rows = [{"variant": "fp32 (onnxruntime)", **score(reference), "images_per_s": round(speed, 1),
              "max_abs_diff": 0.0}]
+    report(rows[0])
     work = Path(tempfile.mkdtemp())
     quant_pre_process(str(paths.onnx), str(work / "pre.onnx"))
     for i, (label, (weights, method)) in enumerate(VARIANTS.items()):
@@ -99,11 +109,7 @@ def main() -> None:
         rows.append({"variant": f"static int8, QOperator, per-channel {label}", **score(features),
                      "images_per_s": round(speed, 1),
                      "max_abs_diff": float(np.abs(features - reference).max())})
-    for row in rows:
-        row["mAP_change"] = round(row["mAP"] - rows[0]["mAP"], 4)
-        print(f"{args.dataset} | {spec.backbone} {spec.crop[0]}x{spec.crop[1]} | {row['variant']} | "
-              f"{row['mAP']:.2f} | {row['rank1']:.2f} | {row['mAP_change']:+.2f} | {row['images_per_s']:.1f} | "
-              f"{row['max_abs_diff']:.2e}", flush=True)
+        report(rows[-1])
     if args.out:
         args.out.write_text(json.dumps({"dataset": args.dataset, "backbone": spec.backbone, "crop": spec.crop,
                                         "query": len(query), "gallery": len(gallery), "rows": rows}, indent=1))
