@@ -75,8 +75,7 @@ def main() -> None:
         return [preprocess(images[i:i + BATCH], spec).numpy() for i in range(0, len(images), BATCH)]
 
     train = load_split(paths, "train", params.input.resize)
-    pick = np.linspace(0, len(train) - 1, num=min(args.calibration, len(train))).round().astype(int)
-    calibration = batches_of(train.images[torch.from_numpy(pick)])
+    calibration = batches_of(train.evenly_spaced(args.calibration).images)
     query = load_split(paths, "query", params.input.resize)
     gallery = load_split(paths, "gallery", params.input.resize, drop_junk=False)
     scored = gallery.pids != JUNK_PID

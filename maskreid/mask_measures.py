@@ -27,10 +27,8 @@ def average_mask(mask_net: nn.Module, cache: ImageCache, crop: tuple[int, int], 
                  limit: int = 512, batch_size: int = 64) -> tuple[torch.Tensor, int]:
     """M's mask averaged over up to `limit` evenly spaced images of `cache` (H, W), and how many: the fixed part
     of the masks, which a per-image mask is compared with to see what in it follows the image."""
-    keep = np.zeros(len(cache), dtype=bool)
-    keep[np.linspace(0, len(cache) - 1, num=min(limit, len(cache))).round().astype(int)] = True
-    masks = masks_of(mask_net, cache.subset(keep), crop, device, batch_size)
-    return masks.mean(0), int(keep.sum())
+    sample = cache.evenly_spaced(limit)
+    return masks_of(mask_net, sample, crop, device, batch_size).mean(0), len(sample)
 
 
 def input_dependence(masks: torch.Tensor) -> float:

@@ -89,3 +89,10 @@ def test_image_cache_subset_and_concat_keep_images_and_labels_together() -> None
     kept = both.subset(both.pids % 2 == 1)
     assert kept.pids.tolist() == [1, 3] and kept.camids.tolist() == [1, 2] and kept.paths == ["1.jpg", "3.jpg"]
     assert kept.images[:, 0, 0, 0].tolist() == [1, 3]
+
+
+def test_evenly_spaced_sample_spans_the_cache_once_per_image() -> None:
+    cache = ImageCache(torch.zeros(5, 3, 2, 2, dtype=torch.uint8), np.arange(5), np.ones(5, dtype=int),
+                       [f"{i}.jpg" for i in range(5)])
+    assert cache.evenly_spaced(3).pids.tolist() == [0, 2, 4]
+    assert cache.evenly_spaced(9).pids.tolist() == [0, 1, 2, 3, 4]

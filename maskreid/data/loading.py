@@ -89,6 +89,13 @@ class ImageCache:
         return ImageCache(self.images[torch.from_numpy(index)], self.pids[index], self.camids[index],
                           [self.paths[i] for i in index])
 
+    def evenly_spaced(self, count: int) -> "ImageCache":
+        """Up to `count` images spread evenly over the cache (first and last included): a sample that spans every
+        camera and identity block of a cache stored in file order."""
+        keep = np.zeros(len(self), dtype=bool)
+        keep[np.linspace(0, len(self) - 1, num=min(count, len(self))).round().astype(int)] = True
+        return self.subset(keep)
+
     @classmethod
     def concat(cls, caches: Sequence["ImageCache"]) -> "ImageCache":
         """One cache holding the images of `caches` one after the other (all of one size)."""
