@@ -361,7 +361,7 @@ def test_queued_sweep_sees_dvc_tracked_raw_data(project: Path) -> None:
         if not any(word in status for word in ("Queued", "Running")):
             break
         assert time.time() < deadline, status
-        time.sleep(2)
+        time.sleep(8)      # each `dvc queue status` costs a second of CPU that the running experiment needs
     assert status.count("Success") == 2 and "Failed" not in status, status
     tasks = [line.split()[0] for line in status.splitlines()[1:] if "Success" in line]
     logs = "".join(run(["dvc", "queue", "logs", task], project).stdout for task in tasks)
