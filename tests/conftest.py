@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
-# Under pytest-xdist each of the two workers, and every stage process it starts, gets one thread: two workers
-# whose torch/OpenMP pools each want both cores spent a fifth of the suite's CPU time contending (measured:
-# 15.3 CPU-minutes for 12.2 of work). Set before torch is imported, so it takes; a run with `-n 0` is left alone.
+# Under pytest-xdist each of the two workers, and every stage process it starts, gets one thread: with torch's
+# OpenMP pools each wanting both cores, the suite on two workers took 10 min 35 s and 15.3 CPU-minutes; with one
+# thread each, 8 min 35 s and 11.6 (2-core AMD EPYC). Set before torch is imported, so it takes; `-n 0` keeps both.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
 
@@ -20,11 +21,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 # The modules that take longest, longest first (measured: `pytest --durations`, README "Tests"). The suite runs
-# on two pytest-xdist workers, one module per work unit (`--dist loadscope`: a module-scoped fixture such as the
-# trained tiny project is built once); starting the long ones first keeps one worker from being handed the
-# 6-minute pipeline module after the other has already emptied the queue.
-LONGEST_FIRST = ("test_pipeline.py", "test_resume.py", "test_distributed.py", "test_stage_deps.py",
-                 "test_inference.py")
+# on two pytest-xdist workers, one module per work unit (`--dist loadscope`: a module-scoped fixture is built
+# once), and xdist hands each worker two units at the start: worker 1 takes test_pipeline and test_queue (about
+# 200 s each, both on copies of one trained project), worker 2 test_resume and test_distributed and then the
+# short modules as they come. Left to the file order, the long modules came last and one worker ran alone.
+LONGEST_FIRST = ("test_pipeline.py", "test_resume.py", "test_queue.py", "test_distributed.py",
+                 "test_stage_deps.py", "test_inference.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -60,4 +62,22 @@ def market_folder(tmp_path: Path) -> Path:
         for name in files:
             write_jpeg(root / folder / name)
     (root / "bounding_box_test" / "Thumbs.db").write_bytes(b"\x00thumbs")
+    return root
+
+
+@pytest.fixture(scope="session")
+def built_tiny_project(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The tiny project after a real `dvc repro`, built once per test run however many pytest-xdist workers
+    ask for it (a lock and a marker in the folder the workers share); test modules work on copies of it."""
+    from filelock import FileLock
+
+    from tests.test_pipeline import build_tiny_project
+
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    root, done = shared / "tiny-project", shared / "tiny-project.built"
+    with FileLock(str(shared / "tiny-project.lock")):
+        if not done.is_file():
+            shutil.rmtree(root, ignore_errors=True)          # a build that failed half-way is not reused
+            build_tiny_project(root)
+            done.touch()
     return root
