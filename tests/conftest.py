@@ -22,10 +22,11 @@ SHARED = REPO.parent / "shared"
 
 # The modules that take longest, longest first (measured: `pytest --durations`, README "Tests"). The suite runs
 # on two pytest-xdist workers, one module per work unit (`--dist loadscope`: a module-scoped fixture is built
-# once), and xdist hands each worker two units at the start: worker 1 takes test_pipeline and test_queue (about
-# 200 s each, both on copies of one trained project), worker 2 test_resume and test_distributed and then the
-# short modules as they come. Left to the file order, the long modules came last and one worker ran alone.
-LONGEST_FIRST = ("test_pipeline.py", "test_resume.py", "test_queue.py", "test_distributed.py",
+# once), and xdist hands each worker two units at the start: worker 1 takes test_pipeline (200 s, it builds the
+# trained project) and test_distributed (110 s), worker 2 test_resume (130 s) and then test_queue (170-190 s, on
+# a copy of that project, built by then), and both take the short modules as they come. Left to the file order,
+# the long modules came last and one worker ran alone; with test_queue third (worker 1), 7 min 22 s, not 6:47.
+LONGEST_FIRST = ("test_pipeline.py", "test_resume.py", "test_distributed.py", "test_queue.py",
                  "test_stage_deps.py", "test_inference.py")
 
 
