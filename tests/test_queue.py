@@ -90,11 +90,9 @@ def test_queued_sweep_sees_dvc_tracked_raw_data_and_reranking_reruns_evaluation_
     assert reranked["authors_protocol"]["stage3"] == plain["authors_protocol"]["stage3"]   # never re-ranked
     rerank_log = next(log for log in logs.values() if "Running stage 'prepare@custom'" not in log)
     assert stages_run(rerank_log) == {"evaluate@synthetic", "evaluate@custom",
-                                           "cross_evaluate@synthetic_on_custom", "report"}, rerank_log[-3000:]
+                                      "cross_evaluate@synthetic_on_custom", "report"}, rerank_log[-3000:]
     run(["dvc", "exp", "apply", runs[True].get("rev") or runs[True]["name"]], project)
     details = json.loads((project / "metrics" / "synthetic.details.json").read_text())
     assert details["reranking"] == {"used": True, "k1": 20, "k2": 6, "lambda": 0.3}
     report = (project / "reports" / "table1.md").read_text()
     assert "## Cross-domain" in report and "| synthetic | " in report and "(in-domain)" in report
-
-
