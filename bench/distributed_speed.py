@@ -5,7 +5,7 @@ needs (what decides whether 8 GPUs help).
     python bench/distributed_speed.py --processes 1 2 4
     python bench/distributed_speed.py --volume-only    # the paper profile's bytes per step, no timing
 
-Timing: the pipeline's own stage-1 step (maskreid.training.train_extractor_epoch: PK batch 20x3, ResNet-18 at
+Timing: the pipeline's own stage-1 step (maskreid.train.epochs.train_extractor_epoch: PK batch 20x3, ResNet-18 at
 128x64, 512-d embedding, fp32, batch-hard mining over the gathered global batch, global-batch BatchNorm and
 DistributedDataParallel when N > 1) on generated images, 2 warm-up steps then --steps timed steps; images/s
 counts global-batch images. One process uses every core (torch's default threads); with N processes torchrun
@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskreid.data.loading import ImageCache, Normalizer
-from maskreid.distributed import SINGLE, Cluster, start, stop, sync_batchnorm
+from maskreid.data.loading import ImageCache
+from maskreid.data.transforms import Normalizer
 from maskreid.models.extractor import FeatureExtractor
 from maskreid.models.unet import UNet
-from maskreid.precision import MixedPrecision
-from maskreid.training import BatchMaker, train_extractor_epoch
+from maskreid.runtime.precision import MixedPrecision
+from maskreid.train.distributed import SINGLE, Cluster, start, stop, sync_batchnorm
+from maskreid.train.epochs import BatchMaker, train_extractor_epoch
 
 P, K, RESIZE, CROP = 20, 3, (134, 67), (128, 64)
 

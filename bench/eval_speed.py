@@ -1,4 +1,4 @@
-"""Evaluation speed at Market-1501 scale: maskreid.evaluation vs fast-reid's compiled evaluator.
+"""Evaluation speed at Market-1501 scale: maskreid.evaluation.metrics vs fast-reid's compiled evaluator.
 
     bash bench/setup_anchors.sh          # once: fast-reid 1.4.0 + its Cython evaluator, in bench/.anchors
     python bench/eval_speed.py           # prints a Markdown table: seconds, speed-up, peak memory, max |diff|
@@ -21,7 +21,13 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from market_case import load_case, max_metric_difference, peak_rss_kb, reset_peak_rss, run_children  # noqa: E402
+from market_case import (  # noqa: E402
+    load_case,
+    max_metric_difference,
+    peak_rss_kb,
+    reset_peak_rss,
+    run_children,
+)
 
 
 def run_one(method: str) -> dict:
@@ -30,7 +36,7 @@ def run_one(method: str) -> dict:
     args = [data[k] for k in ("distmat", "q_pids", "g_pids", "q_camids", "g_camids")]
     args = [args[0]] + [a.astype(np.int64) for a in args[1:]]
     if method == "maskreid":
-        from maskreid.evaluation import evaluate
+        from maskreid.evaluation.metrics import evaluate
 
         def call():
             r = evaluate(*args, max_rank=50)
@@ -64,7 +70,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}")
     print("| evaluator | seconds (best of 3) | speed-up vs fast-reid | peak memory above the input (MB) |")
     print("|---|---|---|---|")
-    for name, r in (("fast-reid 1.4.0 rank_cy (anchor)", a), ("maskreid.evaluation", m)):
+    for name, r in (("fast-reid 1.4.0 rank_cy (anchor)", a), ("maskreid.evaluation.metrics", m)):
         print(f"| {name} | {r['seconds']:.3f} | {a['seconds'] / r['seconds']:.2f}x | {r['peak_mb']:.0f} |")
     print(f"\nmAP {m['mAP']:.6f}, rank-1 {m['cmc'][0]:.6f}, mINP {m['mINP']:.6f}; "
           f"max |difference| to fast-reid over mAP, mINP and CMC@1..50: {diff:.2e}")

@@ -27,7 +27,6 @@ to fit a 64 MiB transfer); they are written back as PNG into data/raw/cuhk01/cam
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -100,7 +99,7 @@ def _offline_log() -> None:
         from dvclive import Live  # noqa: F401
     except ImportError:
         import maskreid.pipeline.train as train
-        from maskreid.training_log import TrainingLog
+        from maskreid.train.log import TrainingLog
 
         class InMemoryLog(TrainingLog):
             def __init__(self, directory: Path, writes: bool = True) -> None:
@@ -110,9 +109,11 @@ def _offline_log() -> None:
 
 
 def _lattice_peaks(params: Params, paths: DatasetPaths, stage: int) -> float:
-    from maskreid.mask_diagnostics import grid_peak
-    from maskreid.mask_measures import masks_of
-    from maskreid.pipeline.common import layout, load_mask_net, load_split, pick_device
+    from maskreid.data.build import load_split
+    from maskreid.masks.diagnostics import grid_peak
+    from maskreid.masks.measures import masks_of
+    from maskreid.models.build import layout, load_mask_net
+    from maskreid.runtime.device import pick_device
 
     device = pick_device(params.device)
     query = load_split(paths, "query", params.input.resize)
@@ -165,10 +166,10 @@ def worker(out: Path, dataset: str, seed: int, base: Path, epochs: list[int] | N
         for stale in (2, 3):
             paths.checkpoint(stale).unlink(missing_ok=True)
             paths.progress(stale).unlink(missing_ok=True)
-        timed(f"stage2 {init}", train_stage2, dataclasses.replace(params, mask_upsampling_init=init))
+        timed(f"stage2 {init}", train_stage2, params.model_copy(update=dict(mask_upsampling_init=init)))
         peak2 = _lattice_peaks(params, paths, 2)
         for name, _, overrides in (v for v in VARIANTS if v[1] == init):
-            p = dataclasses.replace(params, **overrides)
+            p = params.model_copy(update=dict(**overrides))
             paths.checkpoint(3).unlink(missing_ok=True)
             paths.progress(3).unlink(missing_ok=True)
             timed(f"stage3 {name}", train_stage3, p)
@@ -216,7 +217,7 @@ def summarize(out: Path) -> str:
     """Per dataset and variant: mean ± sd over seeds; paired differences learned - each other variant."""
     import pandas as pd
 
-    from maskreid.ablation import _pm
+    from maskreid.tables.ablation import _pm
 
     rows = pd.DataFrame([json.loads(line) for line in (out / ROWS).read_text().splitlines() if line.strip()])
     measures = ["stage3_mAP", "stage3_rank1", "stage3_mINP", "stage1_mAP", "mask_input_dependence",

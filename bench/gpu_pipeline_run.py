@@ -13,7 +13,6 @@ checkpoints that do not load on the CPU, an export that needs the CPU.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import sys
@@ -68,7 +67,7 @@ def main() -> None:
     for name, step in (("prepare", prepare), ("stage1", train_stage1), ("stage2", train_stage2)):
         timed(name, step, params)
     for i, hiding in enumerate(args.hidings):
-        p = dataclasses.replace(params, hiding=hiding)
+        p = params.model_copy(update=dict(hiding=hiding))
         for stale in (paths.checkpoint(3), paths.progress(3)):
             stale.unlink(missing_ok=True)
         suffix = "" if i == 0 else f"_{hiding}"

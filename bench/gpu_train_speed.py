@@ -4,7 +4,7 @@ GPU-only code paths run once (device selection, bf16/fp16 autocast with the grad
     python bench/gpu_train_speed.py                 # paper profile: ResNet-50, 224x112, U-Net width 32
     python bench/gpu_train_speed.py --tiny          # a smoke run of the same code (any machine)
 
-Each stage runs maskreid.training's epoch function (stage 1: train_extractor_epoch on PK 20x3 batches; stage 2:
+Each stage runs maskreid.train.epochs's epoch function (stage 1: train_extractor_epoch on PK 20x3 batches; stage 2:
 train_mask_epoch on batches of 50 with F frozen; stage 3: train_joint_epoch with M's top 30% hidden) over a
 generated uint8 image cache (--ids identities x 4 images at 234x117), so the input pipeline (crops, flips,
 normalisation, host-to-device copy) is included: one warm-up epoch, then one timed epoch, CUDA synchronised.
@@ -22,12 +22,18 @@ import time
 import numpy as np
 import torch
 
-from maskreid.data.loading import ImageCache, Normalizer
+from maskreid.data.loading import ImageCache
 from maskreid.data.sampler import PKSampler
+from maskreid.data.transforms import Normalizer
 from maskreid.models.extractor import FeatureExtractor
 from maskreid.models.unet import UNet
-from maskreid.precision import MixedPrecision
-from maskreid.training import BatchMaker, train_extractor_epoch, train_joint_epoch, train_mask_epoch
+from maskreid.runtime.precision import MixedPrecision
+from maskreid.train.epochs import (
+    BatchMaker,
+    train_extractor_epoch,
+    train_joint_epoch,
+    train_mask_epoch,
+)
 
 
 def _sync(device: torch.device) -> None:
@@ -37,9 +43,9 @@ def _sync(device: torch.device) -> None:
 
 def gpu_branch_checks(device: torch.device) -> list[str]:
     """The branches only a GPU reaches, each run once; returns what each did."""
-    from maskreid.distributed import Cluster, sync_batchnorm
-    from maskreid.pipeline.common import pick_device
-    from maskreid.precision import resolve_precision
+    from maskreid.runtime.device import pick_device
+    from maskreid.runtime.precision import resolve_precision
+    from maskreid.train.distributed import Cluster, sync_batchnorm
 
     done = [f"pick_device('auto') -> {pick_device('auto')}, pick_device('cuda:0') -> {pick_device('cuda:0')}"]
     try:
@@ -53,7 +59,7 @@ def gpu_branch_checks(device: torch.device) -> list[str]:
     x = torch.randn(12, 3, 128, 64, device=device).contiguous(memory_format=torch.channels_last)
     with amp.autocast():
         y = f(x)
-    from maskreid.losses import batch_hard_triplet
+    from maskreid.models.losses import batch_hard_triplet
     loss = batch_hard_triplet(y.float(), torch.arange(4, device=device).repeat_interleave(3), 1.0)
     amp.step(loss, opt)
     done.append(f"fp16 autocast + GradScaler step: loss {loss.item():.4f}, scale {amp.scaler.get_scale():.0f}, "

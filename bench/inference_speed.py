@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskreid.checkpoints import save_checkpoint
-from maskreid.data.loading import IMAGENET_MEAN, IMAGENET_STD
-from maskreid.export import export_onnx
-from maskreid.inference import OnnxEmbedder, TorchEmbedder, preprocess
-from maskreid.model_spec import ModelSpec
+from maskreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from maskreid.models.checkpoints import save_checkpoint
 from maskreid.models.extractor import FeatureExtractor
-from maskreid.precision import cpu_has_fast_bf16
-from maskreid.provenance import device_name
+from maskreid.models.spec import ModelSpec
+from maskreid.runtime.precision import cpu_has_fast_bf16
+from maskreid.runtime.provenance import device_name
+from maskreid.serve.export import export_onnx
+from maskreid.serve.inference import OnnxEmbedder, TorchEmbedder, preprocess
 
 PROFILES = {"paper": ("resnet50", (234, 117), (224, 112)), "quick": ("resnet18", (134, 67), (128, 64))}
 

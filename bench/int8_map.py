@@ -5,7 +5,7 @@ protocol against the same export in fp32, on the same test images; with each pat
     python bench/int8_map.py synthetic                  # after `dvc repro`; any trained dataset of the project
     python bench/int8_map.py cuhk01 --project /path/to/a/clone --out int8_cuhk01.json
 
-Issue 11's bar for a reduced-precision `extract`: mAP moves by less than 0.1 points. Not used by maskreid.
+The bar for a reduced-precision `extract`: mAP moves by less than 0.1 points. Not used by maskreid.
 """
 from __future__ import annotations
 
@@ -18,15 +18,20 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from maskreid.data.market import JUNK_PID
-from maskreid.evaluation import euclidean_distances, evaluate, summarize_percent
-from maskreid.inference import OnnxEmbedder, preprocess
+from maskreid.data.build import load_split
+from maskreid.evaluation.scoring import Scoring, score_features
 from maskreid.params import load_params
 from maskreid.paths import DatasetPaths
-from maskreid.pipeline.common import load_split
+from maskreid.serve.inference import OnnxEmbedder, preprocess
 
 # (weights, calibration): MinMax takes the calibration's extremes; Percentile (99.999) and Entropy clip outliers
 VARIANTS = {"int8 weights, MinMax": (QuantType.QInt8, CalibrationMethod.MinMax),
@@ -78,14 +83,12 @@ def main() -> None:
     calibration = batches_of(train.evenly_spaced(args.calibration).images)
     query = load_split(paths, "query", params.input.resize)
     gallery = load_split(paths, "gallery", params.input.resize, drop_junk=False)
-    scored = gallery.pids != JUNK_PID
     test = batches_of(torch.cat([query.images, gallery.images]))
 
     def score(features: np.ndarray) -> dict[str, float]:
         q, g = features[:len(query)], features[len(query):]
-        raw = evaluate(euclidean_distances(q, g)[:, scored], query.pids, gallery.pids[scored], query.camids,
-                       gallery.camids[scored], params.evaluation.max_rank)
-        return summarize_percent(raw, tuple(params.evaluation.ranks))
+        return score_features(q, g, query.pids, gallery.pids, query.camids, gallery.camids,
+                              Scoring.of(params.evaluation)).summary
 
     def report(row: dict) -> None:
         row["mAP_change"] = round(row["mAP"] - rows[0]["mAP"], 4)

@@ -6,17 +6,27 @@ per-channel and per-tensor.
 
 Random weights: a speed probe only (int8 accuracy would need trained models). Not used by maskreid.
 """
-import sys, time, tempfile
+import sys
+import tempfile
+import time
 from pathlib import Path
-import numpy as np, torch
+
+import numpy as np
 import onnxruntime as ort
-from onnxruntime.quantization import quantize_static, CalibrationDataReader, QuantFormat, QuantType
+import torch
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
 from onnxruntime.quantization.shape_inference import quant_pre_process
-from maskreid.checkpoints import save_checkpoint
-from maskreid.export import export_onnx
-from maskreid.model_spec import ModelSpec
+
+from maskreid.models.checkpoints import save_checkpoint
 from maskreid.models.extractor import FeatureExtractor
-from maskreid.inference import preprocess
+from maskreid.models.spec import ModelSpec
+from maskreid.serve.export import export_onnx
+from maskreid.serve.inference import preprocess
 
 backbone, resize, crop = sys.argv[1], (int(sys.argv[2]), int(sys.argv[3])), (int(sys.argv[4]), int(sys.argv[5]))
 d = Path(tempfile.mkdtemp())

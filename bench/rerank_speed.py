@@ -1,4 +1,4 @@
-"""k-reciprocal re-ranking at Market-1501 scale: maskreid.reranking vs torchreid's `re_ranking`.
+"""k-reciprocal re-ranking at Market-1501 scale: maskreid.evaluation.reranking vs torchreid's `re_ranking`.
 
     bash bench/setup_anchors.sh          # once: torchreid 0.2.5's rerank.py into bench/.anchors
     python bench/rerank_speed.py         # prints a Markdown table: seconds, speed-up, peak memory, agreement
@@ -6,7 +6,7 @@
 Same seeded case as bench/eval_speed.py (bench/market_case.py): q_g, q_q and g_g float32 Euclidean
 distances of 3,368 queries and 15,913 gallery images; k1=20, k2=6, lambda=0.3. Each method runs in a fresh
 process (the anchor once, it takes over a minute; maskreid best of 3) and saves its re-ranked matrix; both
-are then scored with maskreid.evaluation under the standard protocol.
+are then scored with maskreid.evaluation.metrics under the standard protocol.
 """
 
 from __future__ import annotations
@@ -23,8 +23,14 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from market_case import (euclidean_f32, load_case, max_metric_difference, peak_rss_kb,  # noqa: E402
-                         reset_peak_rss, run_children)
+from market_case import (  # noqa: E402
+    euclidean_f32,
+    load_case,
+    max_metric_difference,
+    peak_rss_kb,
+    reset_peak_rss,
+    run_children,
+)
 
 OUT = HERE / ".cache"
 
@@ -34,7 +40,7 @@ def run_one(method: str) -> dict:
     q, g = data["q_feat"], data["g_feat"]
     q_g, q_q, g_g = euclidean_f32(q, g), euclidean_f32(q, q), euclidean_f32(g, g)
     if method == "maskreid":
-        from maskreid.reranking import k_reciprocal_rerank as rerank
+        from maskreid.evaluation.reranking import k_reciprocal_rerank as rerank
         repeats = 3
     else:
         sys.path.insert(0, str(HERE / ".anchors"))
@@ -58,7 +64,7 @@ def main() -> None:
     data = load_case()
     labels = [data[k].astype(np.int64) for k in ("q_pids", "g_pids", "q_camids", "g_camids")]
     results = run_children(__file__, ("torchreid", "maskreid"))
-    from maskreid.evaluation import evaluate
+    from maskreid.evaluation.metrics import evaluate
 
     scores = {m: evaluate(np.load(OUT / f"rerank_{m}.npy"), *labels) for m in results}
     plain = evaluate(data["distmat"], *labels)
@@ -70,7 +76,7 @@ def main() -> None:
           f"python {platform.python_version()}")
     print("| re-ranking | seconds | runs | speed-up vs torchreid | peak memory above the input (MB) |")
     print("|---|---|---|---|---|")
-    for name, key in (("torchreid 0.2.5 re_ranking (anchor)", "torchreid"), ("maskreid.reranking", "maskreid")):
+    for name, key in (("torchreid 0.2.5 re_ranking (anchor)", "torchreid"), ("maskreid.evaluation.reranking", "maskreid")):
         r = results[key]
         print(f"| {name} | {r['seconds']:.2f} | {r['runs']} | {t['seconds'] / r['seconds']:.1f}x | "
               f"{r['peak_mb']:.0f} |")

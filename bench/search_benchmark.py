@@ -19,8 +19,13 @@ import faiss
 import numpy as np
 import torch
 
-from maskreid.provenance import device_name
-from maskreid.search import IndexSettings, brute_force_search, build_index, recall_at_k
+from maskreid.runtime.provenance import device_name
+from maskreid.serve.search import (
+    IndexSettings,
+    brute_force_search,
+    build_index,
+    recall_at_k,
+)
 
 
 def feature_chunks(n: int, dim: int, chunk: int, seed: int):

@@ -5,7 +5,7 @@ loop the authors' code runs, and against the machine's matrix-product ceiling.
     python bench/train_speed.py --profile paper      # ResNet-50 at 224x112: about 10 minutes on 2 CPU cores
 
 For each of stage 1 (F, triplet), stage 2 (M with F frozen), stage 3 (F on original and hidden images) and
-feature extraction, the same maskreid.training epoch function runs twice on the same batches:
+feature extraction, the same maskreid.train.epochs epoch function runs twice on the same batches:
 
 * plain: fp32, default memory layout, a torch DataLoader (`--workers` processes) that opens every image with
   PIL and applies torchvision's Resize / RandomCrop / RandomHorizontalFlip / ToTensor / Normalize per image;
@@ -36,14 +36,21 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms as T
 
-from maskreid.data.loading import IMAGENET_MEAN, IMAGENET_STD, ImageCache, Normalizer
+from maskreid.data.loading import ImageCache
 from maskreid.data.sampler import PKSampler
-from maskreid.features import extract_features
+from maskreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalizer
+from maskreid.evaluation.features import extract_features
 from maskreid.models.extractor import FeatureExtractor
 from maskreid.models.unet import UNet
 from maskreid.params import Params, load_params
-from maskreid.precision import MixedPrecision
-from maskreid.training import BatchMaker, shuffled_batches, train_extractor_epoch, train_joint_epoch, train_mask_epoch
+from maskreid.runtime.precision import MixedPrecision
+from maskreid.train.epochs import (
+    BatchMaker,
+    shuffled_batches,
+    train_extractor_epoch,
+    train_joint_epoch,
+    train_mask_epoch,
+)
 
 HERE = Path(__file__).resolve().parent
 IMAGES = HERE / ".cache" / "images_128x64"

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from maskreid import losses
+from maskreid.models import losses
 from maskreid.models.extractor import FeatureExtractor
 from maskreid.models.unet import UNet
 

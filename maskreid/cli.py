@@ -15,8 +15,9 @@ RERANK_FIELDS = ("q_q", "g_g")
 
 def evaluate_distances(path: Path, max_rank: int, same_camera_removal: bool = True, rerank: bool = False,
                        k1: int = 20, k2: int = 6, lambda_value: float = 0.3) -> dict:
-    """Score a saved distance matrix from any tool under the standard protocol, optionally re-ranked."""
-    from maskreid.evaluation import evaluate
+    """Score a saved distance matrix from any tool (the standard protocol, or the authors' whole-gallery one),
+    optionally re-ranked; fractions, not percent."""
+    from maskreid.evaluation.scoring import Scoring, score_distances
 
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
@@ -28,23 +29,17 @@ def evaluate_distances(path: Path, max_rank: int, same_camera_removal: bool = Tr
     if missing:
         raise ValueError(f"{path}: missing array(s) {missing}; expected {', '.join(NPZ_FIELDS)} "
                          "(distmat: queries x gallery; the others 1-d)")
-    arrays = {f: data[f] for f in NPZ_FIELDS}
-    distmat = arrays["distmat"]
-    if rerank:
-        from maskreid.reranking import k_reciprocal_rerank
-
-        missing = [f for f in RERANK_FIELDS if f not in data.files]
-        if missing:
-            raise ValueError(f"{path}: --rerank needs array(s) {missing}: q_q (queries x queries) and g_g "
-                             "(gallery x gallery) distances, computed like distmat")
-        try:
-            distmat = k_reciprocal_rerank(distmat, data["q_q"], data["g_g"], k1, k2, lambda_value)
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from err
-    result = evaluate(distmat, arrays["q_pids"], arrays["g_pids"], arrays["q_camids"], arrays["g_camids"],
-                      max_rank=max_rank, same_camera_removal=same_camera_removal)
-    result["reranking"] = {"used": True, "k1": k1, "k2": k2, "lambda": lambda_value} if rerank else {"used": False}
-    return result
+    if rerank and (missing := [f for f in RERANK_FIELDS if f not in data.files]):
+        raise ValueError(f"{path}: --rerank needs array(s) {missing}: q_q (queries x queries) and g_g "
+                         "(gallery x gallery) distances, computed like distmat")
+    scoring = Scoring(max_rank=max_rank, ranks=(), rerank=rerank, rerank_k1=k1, rerank_k2=k2, rerank_lambda=lambda_value)
+    try:
+        score = score_distances(data["distmat"], data["q_pids"], data["g_pids"], data["q_camids"], data["g_camids"],
+                                scoring, "standard" if same_camera_removal else "authors",
+                                *((data["q_q"], data["g_g"]) if rerank else ()))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+    return {**score.raw, "reranking": scoring.reranking_record()}
 
 
 def ablation(exp_show: list[Path] | None, out: Path) -> int:
@@ -52,8 +47,8 @@ def ablation(exp_show: list[Path] | None, out: Path) -> int:
     `dvc exp show --json` run here."""
     import subprocess
 
-    from maskreid.ablation import AblationError, load_exp_show, write_ablation
     from maskreid.io import atomic_write_text
+    from maskreid.tables.ablation import AblationError, load_exp_show, write_ablation
 
     try:
         if not exp_show:
@@ -78,8 +73,14 @@ def _error(message: str) -> int:
 
 def extract(model: Path, inputs: list[Path], out: Path, batch_size: int, on_bad_image: str) -> int:
     """Embed image files or folders with a checkpoint or ONNX model; write .parquet or .npz."""
-    from maskreid.gallery import GalleryError, collect_images, extract_files, extract_to_parquet, save_features
-    from maskreid.inference import ModelLoadError, load_embedder
+    from maskreid.serve.gallery import (
+        GalleryError,
+        collect_images,
+        extract_files,
+        extract_to_parquet,
+        save_features,
+    )
+    from maskreid.serve.inference import ModelLoadError, load_embedder
 
     try:
         if out.suffix not in (".parquet", ".npz"):
@@ -101,59 +102,13 @@ def extract(model: Path, inputs: list[Path], out: Path, batch_size: int, on_bad_
     return 0
 
 
-def _gallery_features(gallery: Path, model: Path, embedder, cache_dir: Path, batch_size: int):
-    """A feature file as given, or a folder's features, extracted once and cached in cache_dir (reused while
-    neither the images nor the model change)."""
-    from maskreid.gallery import collect_images, extract_files, files_key, load_features, save_features
-
-    if gallery.is_file():
-        return load_features(gallery), None
-    files = collect_images([gallery])
-    cache = cache_dir / f"{gallery.resolve().name}.features-{files_key(files, model)}.npz"
-    if cache.is_file():
-        return load_features(cache), f"gallery features reused from {cache}"
-    table = extract_files(embedder, files, batch_size, "skip")
-    for old in cache_dir.glob(f"{gallery.resolve().name}.features-*.npz"):
-        old.unlink()
-    save_features(table, cache)
-    skipped = f"; {len(table.skipped)} undecodable image(s) skipped" if table.skipped else ""
-    return table, f"gallery features of {len(table)} images cached in {cache}{skipped}"
-
-
-def _same_model(found, expected, gallery: Path, model: Path) -> None:
-    from maskreid.gallery import GalleryError
-
-    if found != expected:
-        raise GalleryError(f"{gallery}: features made by another model ({found.backbone}, trained on "
-                           f"{found.dataset}, params {found.params_hash}) than {model}")
-
-
-def _streamed_gallery(gallery: Path, spec, model: Path, settings, chunk: int):
-    """A .parquet gallery read `chunk` rows at a time into the index: only the index and the file names
-    stay in memory."""
-    from maskreid.gallery import StreamedGallery, iter_feature_chunks
-    from maskreid.search import GalleryIndex, build_index
-
-    paths: list[str] = []
-    pids: list[int | None] = []
-
-    def features():
-        for part in iter_feature_chunks(gallery, chunk):
-            _same_model(part.spec, spec, gallery, model)
-            paths.extend(part.paths)
-            pids.extend(part.pids)
-            yield part.features
-
-    index: GalleryIndex = build_index(features(), spec.embedding_dim, settings)
-    return StreamedGallery(paths, pids, index), f"gallery of {len(paths)} features read from {gallery} in chunks of {chunk}"
-
-
 def search(model: Path, query: Path, gallery: Path, top: int, out: Path | None, index_kind: str,
            batch_size: int, nprobe: int = 16, chunk: int = 100_000) -> int:
     """Rank a gallery (folder or feature file) for one query image; print the top-k; draw them with -o."""
-    from maskreid.gallery import GalleryError, decode_problem, extract_files
-    from maskreid.inference import ModelLoadError, load_embedder
-    from maskreid.search import IndexSettings, SearchError, build_index
+    from maskreid.serve.gallery import GalleryError, decode_problem, extract_files
+    from maskreid.serve.gallery_index import searchable_gallery
+    from maskreid.serve.inference import ModelLoadError, load_embedder
+    from maskreid.serve.search import IndexSettings, SearchError
 
     try:
         if top < 1:
@@ -164,17 +119,9 @@ def search(model: Path, query: Path, gallery: Path, top: int, out: Path | None, 
         if not query.is_file():
             raise GalleryError(f"{query}: query image not found")
         query_table = extract_files(embedder, [query], 1, "error", progress=False)
-        if not gallery.exists():
-            raise GalleryError(f"{gallery}: gallery folder or feature file not found")
         cache_dir = (out.parent if out is not None else Path("."))
-        settings = IndexSettings(kind=index_kind, nprobe=nprobe)
-        if gallery.suffix == ".parquet":
-            table, note = _streamed_gallery(gallery, embedder.spec, model, settings, chunk)
-            index = table.index
-        else:
-            table, note = _gallery_features(gallery, model, embedder, cache_dir, batch_size)
-            _same_model(table.spec, embedder.spec, gallery, model)
-            index = build_index([table.features], table.features.shape[1], settings, expected_size=len(table))
+        table, index, note = searchable_gallery(gallery, model, embedder, cache_dir,
+                                                IndexSettings(kind=index_kind, nprobe=nprobe), batch_size, chunk)
         distances, indices = index.search(query_table.features, top)
     except (GalleryError, ModelLoadError, SearchError) as err:
         return _error(str(err))
@@ -187,7 +134,7 @@ def search(model: Path, query: Path, gallery: Path, top: int, out: Path | None, 
         same = "" if pid is None or q_pid is None else ("  same person" if pid == q_pid else "")
         print(f"{rank:3d}  {d:9.4f}  {table.paths[i]}{same}")
     if out is not None:
-        from maskreid.ranked_lists import Hit, RankedRow, draw_ranked_lists
+        from maskreid.figures.ranked_lists import Hit, RankedRow, draw_ranked_lists
 
         spec = embedder.spec
         hits = []
@@ -207,8 +154,8 @@ def search(model: Path, query: Path, gallery: Path, top: int, out: Path | None, 
 
 def export(model: Path, out: Path) -> int:
     """ONNX export of a checkpoint, checked against PyTorch with onnxruntime."""
-    from maskreid.export import ExportError, export_onnx
-    from maskreid.inference import ModelLoadError
+    from maskreid.serve.export import ExportError, export_onnx
+    from maskreid.serve.inference import ModelLoadError
 
     if out.suffix.lower() != ".onnx":
         return _error(f"{out}: the export is written as .onnx")
@@ -223,9 +170,9 @@ def export(model: Path, out: Path) -> int:
 
 def diagnose_masks(dataset: str, params_file: Path, out: Path | None, overrides: list[str] = ()) -> int:
     """The mask diagnostics of a trained dataset (run in the project folder), as JSON and a markdown table."""
-    from maskreid.checkpoints import CheckpointError
     from maskreid.io import atomic_write_text
-    from maskreid.mask_diagnostics import diagnose, markdown
+    from maskreid.masks.diagnostics import diagnose, markdown
+    from maskreid.models.checkpoints import CheckpointError
     from maskreid.params import ParamsError, load_params
     from maskreid.paths import DatasetPaths
 

@@ -1,12 +1,14 @@
-"""Atomic writes: a reader (DVC, a user) never sees a half-written file, even if the process is killed."""
+"""Files: atomic writes (a reader, DVC or a user, never sees a half-written file, even if the process is killed)
+and the key of a set of files that caches are named by."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 def _current_umask() -> int:
@@ -42,3 +44,13 @@ def atomic_path(target: Path | str, durable: bool = True) -> Iterator[Path]:
 def atomic_write_text(target: Path | str, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
+
+
+def files_key(paths: Iterable[Path | str], salt: str = "") -> str:
+    """A short key that changes when any file (its path, size or modification time) or `salt` changes: the name
+    of a cache built from those files (decoded images, a gallery's features), so a stale cache is never read."""
+    digest = hashlib.sha256(salt.encode())
+    for path in paths:
+        st = os.stat(path)
+        digest.update(f"\0{path}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]

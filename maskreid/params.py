@@ -1,5 +1,6 @@
 """Load params.yaml (through Hydra's Compose API: its override grammar, the one `dvc exp run -S` speaks) and
-turn it into typed, validated settings (pydantic models of the file, then frozen dataclasses for the stages).
+turn it into typed, validated, frozen settings: one set of pydantic models is both the file's schema and what the
+stages read (`Params`: the file with the active profile's blocks in place of `profiles`).
 
 Validation happens before any work, and before torch is imported, so that a broken params.yaml fails in well
 under a second with one message that lists every problem, instead of after minutes of training.
@@ -8,16 +9,23 @@ under a second with one message that lists every problem, instead of after minut
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 MASK_UPSAMPLING_INITS = ("default", "nearest")  # how M's transposed convs start (maskreid.models.unet)
-MASK_SPACES = ("pixel", "normalized")  # where M(a)*a and the hiding act (maskreid.masking.apply_soft_mask)
+MASK_SPACES = ("pixel", "normalized")  # where M(a)*a and the hiding act (maskreid.models.masking.apply_soft_mask)
 BACKENDS = ("auto", "gloo", "nccl")    # torch.distributed: auto = nccl with CUDA GPUs, gloo on CPUs
 # Stage 3's hidden pixels: M's top drop_ratio (the paper), or controls (README, "Do the masks help?")
 HIDINGS = ("learned", "random_blocks", "random_pixels", "none")
@@ -36,127 +44,211 @@ class ParamsError(ValueError):
     """params.yaml is malformed; the message lists every problem found."""
 
 
-@dataclass(frozen=True)
-class ModelParams:
-    backbone: str
+# --- the schema: strict types (no "3" for 3), unknown keys refused, frozen ----------------------------------
+# pydantic reports every field problem of one validation at once; the few checks between fields run as model
+# validators (they run when the fields they compare are valid) and, for the checks across the whole file
+# (datasets vs prepare blocks, the active profile, cross_domain), in `_cross_checks` on the raw mapping.
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+OpenFraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+Positive = Annotated[float, Field(gt=0.0)]
+Count = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+_StrictCount = Annotated[int, Strict(), Field(ge=1)]
+# YAML has lists, the stages want tuples: the container is converted, its items stay strict integers
+Pair = Annotated[tuple[_StrictCount, _StrictCount], Field(strict=False)]
+Counts = Annotated[tuple[_StrictCount, ...], Field(strict=False, min_length=1)]
+
+
+def _problem(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
+
+
+class ModelParams(_Strict):
+    backbone: Literal[BACKBONES]                           # type: ignore[valid-type]
     pretrained: str
-    embedding_dim: int
-    unet_width: int
+    embedding_dim: Count
+    unet_width: Count
+
+    @field_validator("pretrained")
+    @classmethod
+    def _weights_exist(cls, value: str) -> str:
+        if value not in ("imagenet", "none") and not Path(value).is_file():
+            raise _problem("pretrained", "neither 'imagenet', 'none' nor an existing file")
+        return value
 
 
-@dataclass(frozen=True)
-class InputParams:
-    resize: tuple[int, int]
-    crop: tuple[int, int]
-    flip: float
+class InputParams(_Strict):
+    resize: Pair                    # (h, w) every image is resized to
+    crop: Pair                      # (h, w) random crop in training, centre crop at test time
+    flip: Fraction
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> "InputParams":
+        if self.crop[0] > self.resize[0] or self.crop[1] > self.resize[1]:
+            raise _problem("crop", f"crop {list(self.crop)} is larger than resize {list(self.resize)}")
+        if self.crop[0] % 16 or self.crop[1] % 16:
+            raise _problem("crop", f"crop {list(self.crop)} must be multiples of 16 (the U-Net halves it 4 times)")
+        return self
 
 
-@dataclass(frozen=True)
-class Stage1Params:
-    epochs: int
-    ids_per_batch: int
-    images_per_id: int
-    lr: float
+class Stage1Params(_Strict):
+    epochs: Count
+    ids_per_batch: Annotated[int, Field(ge=2)]
+    images_per_id: Annotated[int, Field(ge=2)]
+    lr: Positive
 
 
-@dataclass(frozen=True)
-class Stage2Params:
-    epochs: int
-    batch_size: int
-    lr: float
+class Stage2Params(_Strict):
+    epochs: Count
+    batch_size: Count
+    lr: Positive
 
 
-@dataclass(frozen=True)
-class Stage3Params:
-    epochs: int
+class Stage3Params(_Strict):
+    epochs: Count
 
 
-@dataclass(frozen=True)
-class DistributedParams:
+class DistributedParams(_Strict):
     """Training stages on several processes (torchrun); 1 = one ordinary process."""
 
-    processes: int = 1              # processes on this node (one per GPU); the stage relaunches under torchrun
-    backend: str = "auto"
-    timeout_s: int = 600            # a collective waiting this long for a rank that stopped answering fails
+    processes: Count = 1            # processes on this node (one per GPU); the stage relaunches under torchrun
+    backend: Literal[BACKENDS] = "auto"                    # type: ignore[valid-type]
+    timeout_s: Count = 600          # a collective waiting this long for a rank that stopped answering fails
 
 
-@dataclass(frozen=True)
-class ValidationParams:
+class ValidationParams(_Strict):
     """Validation during training on identities held out of the training split (not the test set)."""
 
-    eval_every: int = 0             # epochs between validations of F (stages 1 and 3); 0: off, every id trains
-    ids: int = 50                   # identities held out when eval_every > 0
+    eval_every: NonNegInt = 0       # epochs between validations of F (stages 1 and 3); 0: off, every id trains
+    ids: Annotated[int, Field(ge=2)] = 50    # identities held out when eval_every > 0
 
 
-@dataclass(frozen=True)
-class EvaluationParams:
-    max_rank: int
-    ranks: tuple[int, ...]
-    batch_size: int
-    rerank: bool = False            # k-reciprocal re-ranking (Zhong et al. 2017) of the standard protocol
-    rerank_k1: int = 20
-    rerank_k2: int = 6
-    rerank_lambda: float = 0.3
-
-
-@dataclass(frozen=True)
-class SyntheticParams:
-    seed: int                       # the dataset draw, separate from the training seed
-    train_ids: int
-    test_ids: int
-    cameras: int
-    images_per_camera: tuple[int, int]
-    cameras_per_id: tuple[int, int]
-    distractors: int
-    junk: int
-    height: int
-    width: int
-
-
-@dataclass(frozen=True)
-class Cuhk01Params:
-    test_ids: int                   # 485 train / 486 test identities in the usual split
-    split_seed: int                 # which identities are test ones, separate from the training seed
-
-
-@dataclass(frozen=True)
-class DataParams:
-    accept_checksum_mismatch: bool
-    on_bad_image: str
-
-
-@dataclass(frozen=True)
-class Params:
-    """Everything a stage may read, already resolved for the active profile."""
-
-    seed: int
-    datasets: tuple[str, ...]
-    profile: str
-    lambda1: float
-    lambda2: float
-    drop_ratio: float
-    hiding: str
-    mask_space: str
-    mask_upsampling_init: str
-    freeze_hidden_bn: bool
-    triplet_margin: float
-    sparsity_weight: float
-    mask_update_every: int
-    precision: str
-    channels_last: bool
-    device: str
-    evaluation: EvaluationParams
-    synthetic: SyntheticParams | None      # None when its block is absent and `synthetic` is not run
-    cuhk01: Cuhk01Params | None
-    data: DataParams
+class ProfileParams(_Strict):
+    precision: Literal[PRECISIONS]                         # type: ignore[valid-type]
+    distributed: DistributedParams = DistributedParams()
+    validation: ValidationParams = ValidationParams()
     model: ModelParams
     input: InputParams
     stage1: Stage1Params
     stage2: Stage2Params
     stage3: Stage3Params
-    cross_domain: dict[str, tuple[str, str]] = field(default_factory=dict)   # name -> (train set, test set)
-    distributed: DistributedParams = field(default_factory=DistributedParams)
-    validation: ValidationParams = field(default_factory=ValidationParams)
+
+
+class EvaluationParams(_Strict):
+    max_rank: Count
+    ranks: Counts
+    batch_size: Count
+    rerank: bool = False            # k-reciprocal re-ranking (Zhong et al. 2017) of the standard protocol
+    rerank_k1: Count = 20
+    rerank_k2: Count = 6
+    rerank_lambda: Fraction = 0.3
+
+    @model_validator(mode="after")
+    def _ranks_fit(self) -> "EvaluationParams":
+        if max(self.ranks) > self.max_rank:
+            raise _problem("ranks", f"rank {max(self.ranks)} is larger than max_rank={self.max_rank}")
+        return self
+
+
+class SyntheticParams(_Strict):
+    seed: NonNegInt                 # the dataset draw, separate from the training seed
+    train_ids: Count
+    test_ids: Count
+    cameras: Annotated[int, Field(ge=2, le=9)]
+    images_per_camera: Pair
+    cameras_per_id: Pair
+    distractors: NonNegInt
+    junk: NonNegInt
+    height: Annotated[int, Field(ge=32)]
+    width: Annotated[int, Field(ge=16)]
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "SyntheticParams":
+        for key in ("images_per_camera", "cameras_per_id"):
+            low, high = getattr(self, key)
+            if low > high:
+                raise _problem("range", f"{key}: min {low} is larger than max {high}")
+        if self.cameras_per_id[1] > self.cameras:
+            raise _problem("range", f"cameras_per_id: max {self.cameras_per_id[1]} exceeds cameras={self.cameras}")
+        if self.cameras_per_id[0] < 2:
+            raise _problem("range", "cameras_per_id: min must be at least 2 so every query has a cross-camera match")
+        return self
+
+
+class Cuhk01Params(_Strict):
+    test_ids: Count                 # 485 train / 486 test identities in the usual split
+    split_seed: NonNegInt           # which identities are test ones, separate from the training seed
+
+
+class _NoSettings(_Strict):
+    """A dataset block with nothing to set: `{}`."""
+
+
+class PrepareParams(_Strict):
+    synthetic: SyntheticParams | None = None
+    market1501: _NoSettings | None = None
+    dukemtmcreid: _NoSettings | None = None
+    cuhk03_labeled: _NoSettings | None = None
+    cuhk03_detected: _NoSettings | None = None
+    cuhk01: Cuhk01Params | None = None
+    custom: _NoSettings | None = None
+
+
+class DataParams(_Strict):
+    accept_checksum_mismatch: bool
+    on_bad_image: Literal["error", "skip"]
+
+
+class _Method(_Strict):
+    """The top-level settings, as written in params.yaml and as the stages read them."""
+
+    seed: NonNegInt
+    datasets: Annotated[tuple[Literal[KNOWN_DATASETS], ...], Field(strict=False, min_length=1)]  # type: ignore[valid-type]
+    profile: Literal[KNOWN_PROFILES]                       # type: ignore[valid-type]
+    lambda1: Fraction
+    lambda2: Fraction
+    drop_ratio: OpenFraction
+    hiding: Literal[HIDINGS]                               # type: ignore[valid-type]
+    mask_space: Literal[MASK_SPACES]                       # type: ignore[valid-type]
+    mask_upsampling_init: Literal[MASK_UPSAMPLING_INITS]   # type: ignore[valid-type]
+    freeze_hidden_bn: bool
+    triplet_margin: NonNegative
+    sparsity_weight: NonNegative
+    mask_update_every: Count
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
+    channels_last: bool
+    evaluation: EvaluationParams
+    data: DataParams
+
+
+class ParamsFile(_Method):
+    """params.yaml as written: every profile is checked, not only the active one."""
+
+    cross_domain: dict[str, Any] = {}                      # checked in _cross_checks (needs `datasets`)
+    prepare: PrepareParams
+    profiles: dict[str, ProfileParams]
+
+
+class Params(_Method):
+    """Everything a stage may read, resolved for the active profile: its blocks take the place of `profiles`."""
+
+    precision: Literal[PRECISIONS]                         # type: ignore[valid-type]
+    distributed: DistributedParams = DistributedParams()
+    validation: ValidationParams = ValidationParams()
+    model: ModelParams
+    input: InputParams
+    stage1: Stage1Params
+    stage2: Stage2Params
+    stage3: Stage3Params
+    synthetic: SyntheticParams | None = None   # None when its block is absent and `synthetic` is not run
+    cuhk01: Cuhk01Params | None = None
+    cross_domain: dict[str, tuple[str, str]] = {}          # name -> (train set, test set)
 
 
 def load_raw(params_file: Path | str = "params.yaml", overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -178,185 +270,6 @@ def load_raw(params_file: Path | str = "params.yaml", overrides: Sequence[str] =
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level")
     return raw
-
-
-# --- the schema of params.yaml, as pydantic models (strict types, unknown keys refused) ---------------------
-# pydantic reports every field problem of one validation at once; the few checks between fields run as model
-# validators (they run when the fields they compare are valid) and, for the checks across the whole file
-# (datasets vs prepare blocks, the active profile, cross_domain), in `_cross_checks` on the raw mapping.
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-OpenFraction = Annotated[float, Field(gt=0.0, lt=1.0)]
-NonNegative = Annotated[float, Field(ge=0.0)]
-Positive = Annotated[float, Field(gt=0.0)]
-Count = Annotated[int, Field(ge=1)]
-NonNegInt = Annotated[int, Field(ge=0)]
-Pair = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2, max_length=2)]
-
-
-def _problem(kind: str, message: str) -> PydanticCustomError:
-    return PydanticCustomError(kind, message)
-
-
-class _Model(_Strict):
-    backbone: Literal[BACKBONES]                           # type: ignore[valid-type]
-    pretrained: str
-    embedding_dim: Count
-    unet_width: Count
-
-    @field_validator("pretrained")
-    @classmethod
-    def _weights_exist(cls, value: str) -> str:
-        if value not in ("imagenet", "none") and not Path(value).is_file():
-            raise _problem("pretrained", "neither 'imagenet', 'none' nor an existing file")
-        return value
-
-
-class _Input(_Strict):
-    resize: Pair
-    crop: Pair
-    flip: Fraction
-
-    @model_validator(mode="after")
-    def _crop_fits(self) -> "_Input":
-        if self.crop[0] > self.resize[0] or self.crop[1] > self.resize[1]:
-            raise _problem("crop", f"crop {self.crop} is larger than resize {self.resize}")
-        if self.crop[0] % 16 or self.crop[1] % 16:
-            raise _problem("crop", f"crop {self.crop} must be multiples of 16 (the U-Net halves it 4 times)")
-        return self
-
-
-class _Stage1(_Strict):
-    epochs: Count
-    ids_per_batch: Annotated[int, Field(ge=2)]
-    images_per_id: Annotated[int, Field(ge=2)]
-    lr: Positive
-
-
-class _Stage2(_Strict):
-    epochs: Count
-    batch_size: Count
-    lr: Positive
-
-
-class _Stage3(_Strict):
-    epochs: Count
-
-
-class _Distributed(_Strict):
-    processes: Count = 1
-    backend: Literal[BACKENDS] = "auto"                    # type: ignore[valid-type]
-    timeout_s: Count = 600
-
-
-class _Validation(_Strict):
-    eval_every: NonNegInt = 0
-    ids: Annotated[int, Field(ge=2)] = 50
-
-
-class _Profile(_Strict):
-    precision: Literal[PRECISIONS]                         # type: ignore[valid-type]
-    distributed: _Distributed = _Distributed()
-    validation: _Validation = _Validation()
-    model: _Model
-    input: _Input
-    stage1: _Stage1
-    stage2: _Stage2
-    stage3: _Stage3
-
-
-class _Evaluation(_Strict):
-    max_rank: Count
-    ranks: Annotated[list[Count], Field(min_length=1)]
-    batch_size: Count
-    rerank: bool = False
-    rerank_k1: Count = 20
-    rerank_k2: Count = 6
-    rerank_lambda: Fraction = 0.3
-
-    @model_validator(mode="after")
-    def _ranks_fit(self) -> "_Evaluation":
-        if max(self.ranks) > self.max_rank:
-            raise _problem("ranks", f"rank {max(self.ranks)} is larger than max_rank={self.max_rank}")
-        return self
-
-
-class _Synthetic(_Strict):
-    seed: NonNegInt
-    train_ids: Count
-    test_ids: Count
-    cameras: Annotated[int, Field(ge=2, le=9)]
-    images_per_camera: Pair
-    cameras_per_id: Pair
-    distractors: NonNegInt
-    junk: NonNegInt
-    height: Annotated[int, Field(ge=32)]
-    width: Annotated[int, Field(ge=16)]
-
-    @model_validator(mode="after")
-    def _ranges(self) -> "_Synthetic":
-        for key in ("images_per_camera", "cameras_per_id"):
-            low, high = getattr(self, key)
-            if low > high:
-                raise _problem("range", f"{key}: min {low} is larger than max {high}")
-        if self.cameras_per_id[1] > self.cameras:
-            raise _problem("range", f"cameras_per_id: max {self.cameras_per_id[1]} exceeds cameras={self.cameras}")
-        if self.cameras_per_id[0] < 2:
-            raise _problem("range", "cameras_per_id: min must be at least 2 so every query has a cross-camera match")
-        return self
-
-
-class _Cuhk01(_Strict):
-    test_ids: Count
-    split_seed: NonNegInt
-
-
-class _NoSettings(_Strict):
-    """A dataset block with nothing to set: `{}`."""
-
-
-class _Prepare(_Strict):
-    synthetic: _Synthetic | None = None
-    market1501: _NoSettings | None = None
-    dukemtmcreid: _NoSettings | None = None
-    cuhk03_labeled: _NoSettings | None = None
-    cuhk03_detected: _NoSettings | None = None
-    cuhk01: _Cuhk01 | None = None
-    custom: _NoSettings | None = None
-
-
-class _Data(_Strict):
-    accept_checksum_mismatch: bool
-    on_bad_image: Literal["error", "skip"]
-
-
-class _ParamsFile(_Strict):
-    """params.yaml as written: every profile is checked, not only the active one."""
-
-    seed: NonNegInt
-    datasets: Annotated[list[Literal[KNOWN_DATASETS]], Field(min_length=1)]   # type: ignore[valid-type]
-    cross_domain: dict[str, Any] = {}                      # checked in _cross_checks (needs `datasets`)
-    profile: Literal[KNOWN_PROFILES]                       # type: ignore[valid-type]
-    lambda1: Fraction
-    lambda2: Fraction
-    drop_ratio: OpenFraction
-    hiding: Literal[HIDINGS]                               # type: ignore[valid-type]
-    mask_space: Literal[MASK_SPACES]                       # type: ignore[valid-type]
-    mask_upsampling_init: Literal[MASK_UPSAMPLING_INITS]   # type: ignore[valid-type]
-    freeze_hidden_bn: bool
-    triplet_margin: NonNegative
-    sparsity_weight: NonNegative
-    mask_update_every: Count
-    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
-    channels_last: bool
-    evaluation: _Evaluation
-    data: _Data
-    prepare: _Prepare
-    profiles: dict[str, _Profile]
 
 
 _EXPECTED = {"missing": "missing", "extra_forbidden": "unknown key (a typo? see params.yaml's comments)"}
@@ -404,41 +317,21 @@ def validate(raw: dict[str, Any], source: str = "params.yaml") -> Params:
     problems = _cross_checks(raw) if isinstance(raw, dict) else []
     checked = None
     try:
-        checked = _ParamsFile.model_validate(raw)
+        checked = ParamsFile.model_validate(raw)
     except ValidationError as err:
         problems = [_describe(e) for e in err.errors()] + problems
     if problems:
         raise ParamsError(f"{source}: {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
     assert checked is not None
-    return _resolve(checked, raw)
+    return _resolve(checked)
 
 
-def _resolve(f: "_ParamsFile", raw: Mapping[str, Any]) -> Params:
-    """The typed settings a stage reads: the active profile's blocks, pairs as tuples."""
-    prof = f.profiles[f.profile]
-    syn, cu = f.prepare.synthetic, f.prepare.cuhk01
-    return Params(
-        seed=f.seed, datasets=tuple(f.datasets), profile=f.profile, lambda1=f.lambda1, lambda2=f.lambda2,
-        drop_ratio=f.drop_ratio, hiding=f.hiding, mask_space=f.mask_space,
-        mask_upsampling_init=f.mask_upsampling_init, freeze_hidden_bn=f.freeze_hidden_bn,
-        triplet_margin=f.triplet_margin, sparsity_weight=f.sparsity_weight, mask_update_every=f.mask_update_every,
-        precision=prof.precision, channels_last=f.channels_last, device=f.device,
-        evaluation=EvaluationParams(f.evaluation.max_rank, tuple(f.evaluation.ranks), f.evaluation.batch_size,
-                                    f.evaluation.rerank, f.evaluation.rerank_k1, f.evaluation.rerank_k2,
-                                    f.evaluation.rerank_lambda),
-        synthetic=None if syn is None else SyntheticParams(**{
-            **syn.model_dump(), "images_per_camera": tuple(syn.images_per_camera),
-            "cameras_per_id": tuple(syn.cameras_per_id)}),
-        cuhk01=None if cu is None else Cuhk01Params(cu.test_ids, cu.split_seed),
-        data=DataParams(f.data.accept_checksum_mismatch, f.data.on_bad_image),
-        model=ModelParams(**prof.model.model_dump()),
-        input=InputParams(tuple(prof.input.resize), tuple(prof.input.crop), prof.input.flip),
-        stage1=Stage1Params(**prof.stage1.model_dump()), stage2=Stage2Params(**prof.stage2.model_dump()),
-        stage3=Stage3Params(**prof.stage3.model_dump()),
-        cross_domain={name: (pair["train"], pair["test"]) for name, pair in (raw.get("cross_domain") or {}).items()},
-        distributed=DistributedParams(**prof.distributed.model_dump()),
-        validation=ValidationParams(**prof.validation.model_dump()),
-    )
+def _resolve(f: ParamsFile) -> Params:
+    """The active profile's blocks in place of `profiles`; the prepare blocks a stage reads; cross_domain pairs."""
+    method = {name: getattr(f, name) for name in _Method.model_fields}
+    profile = {name: getattr(f.profiles[f.profile], name) for name in ProfileParams.model_fields}
+    return Params(**method, **profile, synthetic=f.prepare.synthetic, cuhk01=f.prepare.cuhk01,
+                  cross_domain={name: (pair["train"], pair["test"]) for name, pair in f.cross_domain.items()})
 
 
 def _cross_domain(raw: Any, datasets: list[str]) -> list[str]:

@@ -57,6 +57,11 @@ class DatasetPaths:
         return self.root / "metrics" / f"{self.dataset}.json"
 
     @property
+    def details(self) -> Path:
+        """Everything about an evaluation that is not a number to compare (not a DVC metric)."""
+        return self.root / "metrics" / f"{self.dataset}.details.json"
+
+    @property
     def cmc(self) -> Path:
         return self.root / "plots" / "cmc" / f"{self.dataset}.csv"
 
@@ -75,3 +80,8 @@ class DatasetPaths:
     @property
     def mask_figure(self) -> Path:
         return self.root / "plots" / "masks" / f"{self.dataset}.png"
+
+
+def cross_metrics_path(name: str, root: Path = Path(".")) -> Path:
+    """cross_evaluate@<name>'s metrics: F trained on one dataset, scored on another's test split."""
+    return root / "metrics" / "cross" / f"{name}.json"

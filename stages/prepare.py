@@ -1,6 +1,6 @@
 """DVC stage prepare@<dataset>: Build and validate the dataset manifest."""
 
-from maskreid.stagekit import run_stage
+from maskreid.pipeline.runner import run_stage
 
 if __name__ == "__main__":
     run_stage("Build and validate the dataset manifest", "maskreid.pipeline.prepare:prepare")

@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from maskreid.report import write_report
+from maskreid.tables.report import write_report
 
 if __name__ == "__main__":
     try:

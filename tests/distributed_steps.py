@@ -18,12 +18,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from maskreid.data.loading import ImageCache, Normalizer
-from maskreid.distributed import Cluster, start, stop, sync_batchnorm
+from maskreid.data.loading import ImageCache
+from maskreid.data.transforms import Normalizer
 from maskreid.models.extractor import FeatureExtractor
 from maskreid.models.unet import UNet
-from maskreid.precision import MixedPrecision
-from maskreid.training import BatchMaker, train_extractor_epoch, train_joint_epoch, train_mask_epoch
+from maskreid.runtime.precision import MixedPrecision
+from maskreid.train.distributed import Cluster, start, stop, sync_batchnorm
+from maskreid.train.epochs import (
+    BatchMaker,
+    train_extractor_epoch,
+    train_joint_epoch,
+    train_mask_epoch,
+)
 
 RESIZE, CROP = (72, 40), (64, 32)
 

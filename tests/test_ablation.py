@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from maskreid.ablation import AblationError, runs_from_exp_show, summarize
 from maskreid.cli import main as cli_main
+from maskreid.tables.ablation import AblationError, runs_from_exp_show, summarize
 
 # stage-3 mAP by (hiding, seed); rank-1 = mAP + 1, mINP = mAP / 2
 MAP = {("learned", 0): 40.0, ("learned", 1): 44.0, ("learned", 2): 42.0,

@@ -4,7 +4,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskreid.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from maskreid.models.checkpoints import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 class _Payload:

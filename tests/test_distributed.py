@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskreid.distributed import SINGLE, Cluster
+from maskreid.train.distributed import SINGLE, Cluster
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow     # torchrun starts: each test runs processes that import torch
@@ -109,7 +109,7 @@ def test_distribution_matters_where_it_should(steps: tuple[dict, dict]) -> None:
     """A control for the tests above: the two-process step is not trivially equal to the one-process one (each
     rank alone, mining only its own rows, would give another loss)."""
     one, _ = steps
-    from maskreid.losses import batch_hard_triplet
+    from maskreid.models.losses import batch_hard_triplet
     torch.manual_seed(0)
     emb, pids = torch.randn(15, 8), torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4])
     halves = [batch_hard_triplet(emb[s], pids[s], 1.0) for s in (slice(0, 8), slice(8, 15))]
@@ -144,7 +144,13 @@ def test_dvc_stage_on_two_processes_survives_a_killed_rank(tmp_path: Path) -> No
     """`distributed.processes: 2` in the profile: `dvc repro` runs stage 1 under torchrun (the DVC cmd is
     unchanged); SIGKILL one rank mid-run, the stage fails; the next `dvc repro` resumes from the progress file
     rank 0 wrote and finishes."""
-    from tests.test_pipeline import TINY_PROFILE, dvc_status, run, tiny_project, user_env
+    from tests.test_pipeline import (
+        TINY_PROFILE,
+        dvc_status,
+        run,
+        tiny_project,
+        user_env,
+    )
     from tests.test_resume import _epoch_of
 
     root = tiny_project(tmp_path / "p", {**TINY_PROFILE, "stage1": {**TINY_PROFILE["stage1"], "epochs": 8},

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from maskreid.data.loading import ImageCache
-from maskreid.embedding_plot import embedding_figure, pca_2d, pick_identities
+from maskreid.figures.embeddings import embedding_figure, pca_2d, pick_identities
 
 
 def test_identities_are_seeded_and_have_enough_images() -> None:
@@ -40,7 +40,7 @@ def test_figure_has_one_panel_per_model(tmp_path: Path) -> None:
 
 
 def test_mask_figure_takes_images_from_every_camera() -> None:
-    from maskreid.figures import images_across_cameras
+    from maskreid.figures.masks import images_across_cameras
 
     camids = np.array([1] * 10 + [2] * 3 + [5] * 7)
     chosen = images_across_cameras(camids, 8)
@@ -52,7 +52,7 @@ def test_mask_figure_takes_images_from_every_camera() -> None:
 def test_mask_figure_shows_each_person_once_when_cameras_hold_the_same_people() -> None:
     """CUHK01's layout: queries all from camera 1, the gallery all from camera 2, the same people in both, in
     the same order; evenly spaced picks alone would show each chosen person twice."""
-    from maskreid.figures import images_across_cameras
+    from maskreid.figures.masks import images_across_cameras
 
     pids = np.repeat(np.arange(1, 21), 2)                      # 20 people x 2 images per camera
     all_pids = np.concatenate([pids, pids])
@@ -88,7 +88,7 @@ def _cache_of_plain_colours(count: int = 12) -> ImageCache:
 
 
 def test_average_mask_is_the_mean_over_an_even_sample() -> None:
-    from maskreid.mask_measures import average_mask, masks_of
+    from maskreid.masks.measures import average_mask, masks_of
 
     cache = _cache_of_plain_colours()
     net = _MaskNet(follows=True)
@@ -102,7 +102,7 @@ def test_average_mask_is_the_mean_over_an_even_sample() -> None:
 def test_mask_figure_difference_row_is_blank_only_for_a_fixed_mask(tmp_path: Path) -> None:
     """Row 3 subtracts the average mask: a fixed pattern leaves it grey-white (the diverging scale's zero); a
     mask that follows the image colours it. The figure is read back from the PNG, as a user sees it."""
-    from maskreid.figures import mask_figure
+    from maskreid.figures.masks import mask_figure
 
     cache = _cache_of_plain_colours()
     spread = {}

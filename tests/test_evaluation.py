@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from maskreid.cli import main as cli_main
-from maskreid.evaluation import euclidean_distances, evaluate
+from maskreid.evaluation.metrics import euclidean_distances, evaluate
 
 
 def reference(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, same_camera_removal=True):
@@ -143,7 +143,7 @@ def test_cli_wrong_lengths_are_explained(tmp_path: Path, capsys: pytest.CaptureF
 @pytest.mark.parametrize("seed", range(4))
 def test_counting_path_alone_matches_the_reference_without_ties(seed: int, dtype: type,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import maskreid.evaluation as ev
+    import maskreid.evaluation.metrics as ev
 
     def no_sorting(*args):
         raise AssertionError("the sorting fallback must not be needed without ties")
@@ -215,7 +215,7 @@ def test_per_query_ap_matches_scikit_learn(seed: int, removal: bool) -> None:
 
 def test_cli_keep_same_camera_and_rerank_flags_reach_the_computation(tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture) -> None:
-    from maskreid.reranking import k_reciprocal_rerank
+    from maskreid.evaluation.reranking import k_reciprocal_rerank
 
     rng = np.random.default_rng(3)
     q, g = rng.normal(size=(6, 4)), rng.normal(size=(30, 4))

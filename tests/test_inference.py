@@ -16,14 +16,19 @@ import pytest
 import torch
 from PIL import Image
 
-from maskreid.checkpoints import save_checkpoint
 from maskreid.cli import main
 from maskreid.data.loading import load_rgb
-from maskreid.gallery import collect_images, extract_files, load_features
-from maskreid.inference import ModelLoadError, OnnxEmbedder, TorchEmbedder, load_embedder
-from maskreid.model_spec import FORMAT, ModelSpec
+from maskreid.figures.ranked_lists import QUERY, SAME
+from maskreid.models.checkpoints import save_checkpoint
 from maskreid.models.extractor import FeatureExtractor
-from maskreid.ranked_lists import QUERY, SAME
+from maskreid.models.spec import FORMAT, ModelSpec
+from maskreid.serve.gallery import collect_images, extract_files, load_features
+from maskreid.serve.inference import (
+    ModelLoadError,
+    OnnxEmbedder,
+    TorchEmbedder,
+    load_embedder,
+)
 from tests.conftest import SHARED
 
 SPEC = ModelSpec(backbone="resnet18", embedding_dim=32, resize=(68, 34), crop=(64, 32),

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 import maskreid.data.loading as loading
-from maskreid.data.loading import ImageCache, random_crop_flip
+from maskreid.data.loading import ImageCache
+from maskreid.data.transforms import random_crop_flip
 
 
 def _images(folder: Path, n: int = 5) -> list[str]:

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from maskreid import losses
+from maskreid.models import losses
 
 
 def test_batch_hard_triplet_by_hand() -> None:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from maskreid.data.loading import Normalizer
-from maskreid.mask_diagnostics import (border_ratio, brightness_correlation, checkerboard_share, mask_statistics,
-                                       triplet_terms)
+from maskreid.data.transforms import Normalizer
+from maskreid.masks.diagnostics import (
+    border_ratio,
+    brightness_correlation,
+    checkerboard_share,
+    mask_statistics,
+    triplet_terms,
+)
 from maskreid.models.extractor import FeatureExtractor
 
 
@@ -52,7 +57,7 @@ def test_triplet_terms_leave_the_model_as_it_was_and_weight_the_gradients() -> N
 
 
 def test_grid_peak_sees_squares_every_sixteen_pixels() -> None:
-    from maskreid.mask_diagnostics import grid_peak
+    from maskreid.masks.diagnostics import grid_peak
 
     torch.manual_seed(0)
     y, x = torch.meshgrid(torch.arange(64), torch.arange(32), indexing="ij")
@@ -68,7 +73,11 @@ def test_a_strided_net_depends_on_some_positions_of_each_cell_and_the_alignment_
     """Five stride-2 convs without padding overlap (kernel 2): each output position reads one 32 x 32 input
     cell, with weights that differ by position, so F's saliency repeats every 32 pixels; a mask built from
     that saliency follows F's lattice (alignment 1), a smooth blob does not."""
-    from maskreid.mask_diagnostics import input_saliency, lattice_alignment, lattice_contrast
+    from maskreid.masks.diagnostics import (
+        input_saliency,
+        lattice_alignment,
+        lattice_contrast,
+    )
 
     torch.manual_seed(0)
     layers = []

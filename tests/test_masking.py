@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from maskreid.data.loading import Normalizer
-from maskreid.masking import apply_soft_mask, hide_top_pixels, top_fraction_mask
+from maskreid.data.transforms import Normalizer
+from maskreid.models.masking import apply_soft_mask, hide_top_pixels, top_fraction_mask
 
 
 def test_exactly_the_top_fraction_is_hidden_per_image() -> None:
@@ -61,7 +61,11 @@ def _components(hidden: torch.Tensor) -> int:
 
 
 def test_random_controls_hide_exactly_as_many_pixels_as_the_learned_masks() -> None:
-    from maskreid.masking import hidden_count, random_block_mask, random_pixel_mask
+    from maskreid.models.masking import (
+        hidden_count,
+        random_block_mask,
+        random_pixel_mask,
+    )
 
     for h, w, ratio in ((64, 32, 0.3), (128, 64, 0.3), (32, 16, 0.05), (32, 16, 0.9)):
         n = hidden_count(h, w, ratio)
@@ -73,7 +77,7 @@ def test_random_controls_hide_exactly_as_many_pixels_as_the_learned_masks() -> N
 
 
 def test_random_blocks_are_contiguous_and_random_pixels_are_scattered() -> None:
-    from maskreid.masking import random_block_mask, random_pixel_mask
+    from maskreid.models.masking import random_block_mask, random_pixel_mask
 
     blocks = random_block_mask(8, 64, 32, 0.3, torch.Generator().manual_seed(0))
     pixels = random_pixel_mask(8, 64, 32, 0.3, torch.Generator().manual_seed(0))
@@ -85,7 +89,7 @@ def test_random_blocks_are_contiguous_and_random_pixels_are_scattered() -> None:
 
 
 def test_random_hiding_is_reproducible_from_its_generator() -> None:
-    from maskreid.masking import random_block_mask, random_pixel_mask
+    from maskreid.models.masking import random_block_mask, random_pixel_mask
 
     for make in (random_pixel_mask, random_block_mask):
         a = make(4, 32, 16, 0.3, torch.Generator().manual_seed(5))
@@ -95,7 +99,7 @@ def test_random_hiding_is_reproducible_from_its_generator() -> None:
 
 
 def test_input_dependence_is_zero_for_a_fixed_pattern_and_large_for_image_driven_masks() -> None:
-    from maskreid.mask_measures import input_dependence
+    from maskreid.masks.measures import input_dependence
 
     pattern = torch.rand(1, 16, 8).expand(10, 16, 8)
     assert input_dependence(pattern) == 0.0
@@ -106,7 +110,7 @@ def test_input_dependence_is_zero_for_a_fixed_pattern_and_large_for_image_driven
 
 
 def test_hidden_on_person_counts_where_the_top_pixels_fall() -> None:
-    from maskreid.mask_measures import hidden_on_person
+    from maskreid.masks.measures import hidden_on_person
 
     person = torch.zeros(2, 10, 10, dtype=torch.bool)
     person[:, :, :3] = True                                   # the person: 30% of each image (left 3 columns)

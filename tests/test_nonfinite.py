@@ -9,7 +9,7 @@ from maskreid.params import load_params
 from maskreid.paths import DatasetPaths
 from maskreid.pipeline.prepare import prepare
 from maskreid.pipeline.train import train_stage1
-from maskreid.training import NonFiniteLossError
+from maskreid.train.epochs import NonFiniteLossError
 from tests.conftest import REPO
 from tests.test_pipeline import TINY, TINY_PROFILE
 

@@ -103,7 +103,7 @@ def test_missing_key_is_named(tmp_path: Path) -> None:
 def test_stage_with_broken_params_fails_before_importing_torch(tmp_path: Path) -> None:
     path = _write(tmp_path, lambda raw: raw.update(lambda1=-0.1))
     probe = ("import sys; sys.argv = ['train_joint', 'synthetic', '--params', %r]\n"
-             "from maskreid.stagekit import run_stage\n"
+             "from maskreid.pipeline.runner import run_stage\n"
              "try:\n    run_stage('stage 3', 'maskreid.pipeline.train:train_stage3')\n"
              "except SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)\n") % str(path)
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
@@ -129,7 +129,7 @@ def test_cross_domain_pairs_must_name_prepared_datasets(tmp_path: Path) -> None:
 def test_device_setting_is_checked_and_a_missing_gpu_is_an_error(tmp_path: Path) -> None:
     import torch
 
-    from maskreid.pipeline.common import pick_device
+    from maskreid.runtime.device import pick_device
 
     with pytest.raises(ParamsError, match="device: expected auto, cpu, cuda or cuda:N, got 'gpu'"):
         load_params(_write(tmp_path, lambda raw: raw.update(device="gpu")))
@@ -163,7 +163,7 @@ def test_distributed_setting_is_per_profile_and_checked(tmp_path: Path) -> None:
 
 def test_a_training_stage_relaunches_itself_under_torchrun() -> None:
     """The DVC cmd stays `python -m stages.<stage> <ds>`; with processes > 1 it becomes this torchrun command."""
-    from maskreid.stagekit import torchrun_argv
+    from maskreid.train.launch import torchrun_argv
 
     argv = torchrun_argv(4, [str(REPO / "stages/train_joint.py"), "market1501", "--params", "p.yaml"])
     assert argv[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "--max-restarts=0"]

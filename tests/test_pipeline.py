@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import metadata
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -187,11 +187,16 @@ def test_dvc_plots_load_every_plot_without_errors(project: Path) -> None:
 def test_metrics_are_what_the_saved_models_score(project: Path) -> None:
     """Recompute the metrics file's numbers from the checkpoints DVC saved: evaluate@ read the right models,
     the right split and the right protocol."""
-    from maskreid.evaluation import euclidean_distances, evaluate, summarize_percent
-    from maskreid.features import color_histograms, extract_features
+    from maskreid.data.build import load_split
+    from maskreid.evaluation.features import color_histograms, extract_features
+    from maskreid.evaluation.metrics import (
+        euclidean_distances,
+        evaluate,
+        summarize_percent,
+    )
+    from maskreid.models.build import load_extractor
     from maskreid.params import load_params
     from maskreid.paths import DatasetPaths
-    from maskreid.pipeline.common import build_extractor_from, load_split
 
     params = load_params(project / "params.yaml")
     paths = DatasetPaths("synthetic", project)
@@ -201,7 +206,7 @@ def test_metrics_are_what_the_saved_models_score(project: Path) -> None:
     cpu = torch.device("cpu")
     embed = {"stage1": paths.checkpoint(1), "stage3": paths.checkpoint(3)}
     for name, checkpoint in embed.items():
-        model = build_extractor_from(checkpoint, params, cpu)
+        model = load_extractor(checkpoint, params, cpu)
         q, g = (extract_features(model, c, params.input.crop, 64, cpu) for c in (query, gallery))
         got = summarize_percent(evaluate(euclidean_distances(q, g), query.pids, gallery.pids, query.camids,
                                          gallery.camids, 20), (1, 5, 10, 20))
@@ -217,12 +222,12 @@ def test_metrics_are_what_the_saved_models_score(project: Path) -> None:
 def test_final_model_stands_alone_exports_and_searches(project: Path, tmp_path: Path) -> None:
     """The README's path from `dvc repro` to a ranked-list picture, and the ONNX export's parity: onnxruntime
     ranks the synthetic gallery as PyTorch does (ties within 1e-4 aside)."""
-    from maskreid.checkpoints import load_checkpoint
-    from maskreid.gallery import collect_images, extract_files
-    from maskreid.inference import OnnxEmbedder, TorchEmbedder
-    from maskreid.model_spec import ModelSpec
+    from maskreid.models.checkpoints import load_checkpoint
+    from maskreid.models.spec import ModelSpec
     from maskreid.params import load_params
     from maskreid.pipeline.train import inference_spec
+    from maskreid.serve.gallery import collect_images, extract_files
+    from maskreid.serve.inference import OnnxEmbedder, TorchEmbedder
 
     params = load_params(project / "params.yaml")
     payload = load_checkpoint(project / "models" / "synthetic" / "stage3.pt")

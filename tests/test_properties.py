@@ -6,7 +6,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from maskreid.data.market import DatasetFormatError, parse_market_name
-from maskreid.evaluation import evaluate
+from maskreid.evaluation.metrics import evaluate
 from tests.test_evaluation import reference
 
 SETTINGS = settings(derandomize=True, max_examples=60, deadline=None)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from maskreid.report import write_report
+from maskreid.tables.report import write_report
 
 
 def _metrics(stage1: tuple[float, float], stage3: tuple[float, float], authors3: tuple[float, float]) -> dict:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maskreid.evaluation import evaluate
-from maskreid.reranking import k_reciprocal_rerank
+from maskreid.evaluation.metrics import evaluate
+from maskreid.evaluation.reranking import k_reciprocal_rerank
 
 
 def plain_rerank(q_g, q_q, g_g, k1=20, k2=6, lam=0.3):

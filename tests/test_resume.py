@@ -115,7 +115,7 @@ def _logged(live: Path) -> dict[str, str]:
 
 
 def test_progress_is_resumed_only_when_unfinished_and_made_with_the_same_inputs(tmp_path: Path) -> None:
-    from maskreid.resume import Progress, TrainingState
+    from maskreid.train.resume import Progress, TrainingState
 
     net = torch.nn.Linear(2, 2)
     state = TrainingState({"net": net}, {"net": torch.optim.Adam(net.parameters())})

@@ -2,85 +2,36 @@
 missing from its deps (DVC would keep stale results after an edit), and no declared module is one it never
 loads (DVC would re-run it for nothing). Imports are followed statically through every module, including
 imports inside functions and "module:function" strings handed to the stage runner, and the static set is
-checked against what a real import of the stage's code puts in sys.modules."""
+checked against what a real import of the stage's code puts in sys.modules. The analysis lives in
+tools/stage_deps.py, which also rewrites dvc.yaml's code deps (`python tools/stage_deps.py --write`)."""
 
 from __future__ import annotations
 
 import ast
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import REPO
-
-MODULE_STRING = re.compile(r"^(maskreid(?:\.\w+)+)(?::\w+)?$")
-
-
-def module_file(name: str) -> Path | None:
-    """The source file of a project module (a package's __init__.py), or None when it is not one."""
-    base = REPO / Path(*name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _imported_names(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)   # `from pkg import module`
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            match = MODULE_STRING.match(node.value)
-            if match:
-                names.add(match.group(1))
-    return {n for n in names if n == "maskreid" or n.startswith("maskreid.")}
-
-
-def static_closure(script: Path) -> set[Path]:
-    """Every project file `script` can load: its imports, theirs, and the packages that contain them."""
-    seen: set[Path] = set()
-    todo = [script]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for name in _imported_names(path):
-            parts = name.split(".")
-            for i in range(1, len(parts) + 1):            # importing a.b.c loads a and a.b too
-                found = module_file(".".join(parts[:i]))
-                if found is not None and found not in seen:
-                    todo.append(found)
-    return seen
-
-
-def is_docstring_only(path: Path) -> bool:
-    """A package __init__ with nothing but a docstring: loading it runs no code, so it needs no declaring."""
-    body = ast.parse(path.read_text()).body
-    return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
+from tools.stage_deps import (
+    MODULE_STRING,
+    is_docstring_only,
+    module_file,
+    script,
+    stages,
+    static_closure,
+)
 
 
 def _stages() -> dict[str, dict]:
-    """Each stage's definition; `foreach` stages (cross_evaluate) by their `do` body."""
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    return {name: stage.get("do", stage) for name, stage in stages.items()}
+    return stages(REPO)
 
 
 def _script(stage: dict) -> Path:
-    """`python -m stages.x ...` (run as a module so that the checkout's own maskreid is imported, not whatever
-    copy is installed) -> stages/x.py."""
-    words = stage["cmd"].split()
-    assert words[:2] == ["python", "-m"] and words[2].startswith("stages."), stage["cmd"]
-    return REPO / (words[2].replace(".", "/") + ".py")
+    return script(stage, REPO)
 
 
 def _code_deps(stage: dict) -> set[Path]:

@@ -1,4 +1,3 @@
-import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -37,7 +36,7 @@ def test_generated_dataset_is_a_market_folder_with_distractors_and_junk(tmp_path
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path: Path) -> None:
     generate(tmp_path / "a", SMALL)
     generate(tmp_path / "b", SMALL)
-    generate(tmp_path / "c", dataclasses.replace(SMALL, seed=1))
+    generate(tmp_path / "c", SMALL.model_copy(update=dict(seed=1)))
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b") != _digest(tmp_path / "c")
 
 

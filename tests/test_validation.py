@@ -14,7 +14,7 @@ from maskreid.data.loading import ImageCache
 from maskreid.params import load_params
 from maskreid.paths import DatasetPaths
 from maskreid.pipeline.prepare import prepare
-from maskreid.validation import hold_out
+from maskreid.train.validation import hold_out
 from tests.conftest import REPO
 from tests.test_pipeline import TINY, TINY_PROFILE
 
@@ -44,8 +44,9 @@ def test_stage1_with_validation_logs_held_out_scores_that_match_the_saved_model(
     """eval_every=1: each epoch's val/mAP and val/rank1 are in dvclive's log; the last equals what the saved F
     scores on the held-out ids; those ids never reach the PK sampler."""
     import maskreid.pipeline.train as train
-    from maskreid.pipeline.common import build_extractor_from, load_split
-    from maskreid.validation import validation_scores
+    from maskreid.data.build import load_split
+    from maskreid.models.build import load_extractor
+    from maskreid.train.validation import validation_scores
 
     sampled: list[np.ndarray] = []
     real_sampler = train.PKSampler
@@ -70,7 +71,7 @@ def test_stage1_with_validation_logs_held_out_scores_that_match_the_saved_model(
 
     cache = load_split(paths, "train", params.input.resize)
     _, held = hold_out(cache, 6, params.seed + 5, params.stage1.ids_per_batch)
-    model = build_extractor_from(paths.checkpoint(1), params, torch.device("cpu"))
+    model = load_extractor(paths.checkpoint(1), params, torch.device("cpu"))
     again = validation_scores(model, held, params.input.crop, 128, torch.device("cpu"), torch.contiguous_format)
     assert summary["val"]["mAP"] == pytest.approx(again["val/mAP"], abs=1e-3)
     assert summary["val"]["rank1"] == pytest.approx(again["val/rank1"], abs=1e-3)

@@ -10,12 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from maskreid.data.loading import ImageCache, Normalizer
-from maskreid.masking import hidden_count
+from maskreid.data.loading import ImageCache
+from maskreid.data.transforms import Normalizer
 from maskreid.models.extractor import FeatureExtractor
+from maskreid.models.masking import hidden_count
 from maskreid.models.unet import UNet
-from maskreid.precision import MixedPrecision
-from maskreid.training import BatchMaker, train_joint_epoch, train_mask_epoch
+from maskreid.runtime.precision import MixedPrecision
+from maskreid.train.epochs import BatchMaker, train_joint_epoch, train_mask_epoch
 
 H, W = 32, 16
 
@@ -209,7 +210,7 @@ def test_stage3_learned_hiding_hides_the_masks_top_pixels() -> None:
 
 # ------------------------------------------------------------------------------ features and precision
 def test_extraction_runs_f_in_eval_mode_in_fp32_and_batches_do_not_matter() -> None:
-    from maskreid.features import extract_features
+    from maskreid.evaluation.features import extract_features
 
     extractor, _ = _nets()
     extractor.train()
@@ -225,7 +226,7 @@ def test_extraction_runs_f_in_eval_mode_in_fp32_and_batches_do_not_matter() -> N
 
 
 def test_colour_histogram_counts_pixels_into_joint_rgb_bins() -> None:
-    from maskreid.features import color_histograms
+    from maskreid.evaluation.features import color_histograms
 
     images = torch.zeros(2, 3, 4, 2, dtype=torch.uint8)
     images[0, 0] = 255                                      # image 0: all red
@@ -239,7 +240,7 @@ def test_colour_histogram_counts_pixels_into_joint_rgb_bins() -> None:
 
 
 def test_precision_auto_follows_the_hardware_and_fp16_is_refused_on_the_cpu(monkeypatch) -> None:
-    import maskreid.precision as precision
+    import maskreid.runtime.precision as precision
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)

@@ -7,9 +7,7 @@ less than a PIL pipeline per image.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,13 +17,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from maskreid.io import atomic_path
+from maskreid.io import atomic_path, files_key
 
 log = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 def load_rgb(path: Path | str, size: tuple[int, int]) -> np.ndarray:
     """Decode one image file to RGB (any mode: L, RGBA, P, CMYK, 16-bit) resized to size=(h, w), as HWC uint8."""
@@ -60,7 +54,7 @@ class ImageCache:
         """The same cache, decoded once per dataset and size: later stages read a .npy file instead of decoding
         every JPEG again. The file name carries a key of the image files' paths, sizes and modification times,
         so changed images are decoded afresh; an unreadable or mismatched file is rebuilt."""
-        key = _files_key(paths, size)
+        key = files_key(paths, salt=f"{size}")
         file = store / f"{name}_{size[0]}x{size[1]}_{key}.npy"
         expected = (len(paths), 3, size[0], size[1])
         if file.is_file():
@@ -101,52 +95,3 @@ class ImageCache:
         """One cache holding the images of `caches` one after the other (all of one size)."""
         return cls(torch.cat([c.images for c in caches]), np.concatenate([c.pids for c in caches]),
                    np.concatenate([c.camids for c in caches]), [p for c in caches for p in c.paths])
-
-
-def _files_key(paths: Sequence[str], size: tuple[int, int]) -> str:
-    digest = hashlib.sha256(f"{size}".encode())
-    for path in paths:
-        st = os.stat(path)
-        digest.update(f"\0{path}\0{st.st_size}\0{st.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
-
-
-class Normalizer:
-    """ImageNet mean/std normalisation and its inverse (the masked image is re-normalised, as the authors do)."""
-
-    def __init__(self, device: torch.device | str = "cpu") -> None:
-        self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-
-    def normalize(self, images01: torch.Tensor) -> torch.Tensor:
-        return (images01 - self.mean) / self.std
-
-    def denormalize(self, images: torch.Tensor) -> torch.Tensor:
-        return images * self.std + self.mean
-
-
-def center_crop(batch: torch.Tensor, crop: tuple[int, int]) -> torch.Tensor:
-    h, w = batch.shape[-2:]
-    top, left = (h - crop[0]) // 2, (w - crop[1]) // 2
-    return batch[..., top:top + crop[0], left:left + crop[1]]
-
-
-def random_crop_flip(batch: torch.Tensor, crop: tuple[int, int], flip_prob: float,
-                     generator: torch.Generator) -> torch.Tensor:
-    """Independent random crop and horizontal flip per image of a (B, C, H, W) batch."""
-    b, _, h, w = batch.shape
-    tops = torch.randint(0, h - crop[0] + 1, (b,), generator=generator)
-    lefts = torch.randint(0, w - crop[1] + 1, (b,), generator=generator)
-    flips = torch.rand(b, generator=generator) < flip_prob
-    out = torch.stack([batch[i, :, t:t + crop[0], l:l + crop[1]] for i, (t, l) in enumerate(zip(tops.tolist(),
-                                                                                             lefts.tolist()))])
-    if flips.any():
-        out[flips] = out[flips].flip(-1)
-    return out
-
-
-def to_model_input(batch_uint8: torch.Tensor, normalizer: Normalizer, device: torch.device,
-                   memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> normalised float on `device`, in the models' memory layout."""
-    images = normalizer.normalize(batch_uint8.to(device, non_blocking=True).float().div_(255.0))
-    return images.contiguous(memory_format=memory_format)

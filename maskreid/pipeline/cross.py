@@ -4,22 +4,18 @@ and stage 3) is scored, unchanged, on another dataset's query/gallery under the 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-from maskreid.data.market import JUNK_PID
-from maskreid.evaluation import euclidean_distances, evaluate, summarize_percent
-from maskreid.features import extract_features
+from maskreid.data.build import load_split
+from maskreid.evaluation.features import extract_features
+from maskreid.evaluation.scoring import Scoring, score_features
 from maskreid.io import atomic_write_text
+from maskreid.models.build import layout, load_extractor
 from maskreid.params import Params
-from maskreid.paths import DatasetPaths
-from maskreid.pipeline.common import build_extractor_from, layout, load_split, pick_device
+from maskreid.paths import DatasetPaths, cross_metrics_path
+from maskreid.runtime.device import pick_device
 
 HEADLINE = ("mAP", "rank1", "rank5", "mINP")
-
-
-def cross_metrics_path(name: str, root: Path = Path(".")) -> Path:
-    return root / "metrics" / "cross" / f"{name}.json"
 
 
 def cross_evaluate(params: Params, name: str) -> dict[str, Any]:
@@ -28,18 +24,17 @@ def cross_evaluate(params: Params, name: str) -> dict[str, Any]:
     train, test = params.cross_domain[name]
     device = pick_device(params.device)
     ev = params.evaluation
+    scoring = Scoring.of(ev)
     source, target = DatasetPaths(train), DatasetPaths(test)
     query = load_split(target, "query", params.input.resize)
     gallery = load_split(target, "gallery", params.input.resize)
-    scored = gallery.pids != JUNK_PID
     result: dict[str, Any] = {"train": train, "test": test}
     for stage in (1, 3):
-        model = build_extractor_from(source.checkpoint(stage), params, device)
+        model = load_extractor(source.checkpoint(stage), params, device)
         q, g = (extract_features(model, cache, params.input.crop, ev.batch_size, device, layout(params))
                 for cache in (query, gallery))
-        raw = evaluate(euclidean_distances(q, g)[:, scored], query.pids, gallery.pids[scored], query.camids,
-                       gallery.camids[scored], ev.max_rank)
-        summary = summarize_percent(raw, ev.ranks)
+        summary = score_features(q, g, query.pids, gallery.pids, query.camids, gallery.camids, scoring).summary
         result[f"stage{stage}"] = {k: summary[k] for k in HEADLINE}
+    result["reranked"] = scoring.rerank
     atomic_write_text(cross_metrics_path(name), json.dumps(result, indent=2) + "\n")
     return result

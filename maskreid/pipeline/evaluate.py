@@ -13,19 +13,25 @@ import numpy as np
 import pandas as pd
 import torch
 
-from maskreid.checkpoints import load_checkpoint
+from maskreid.data.build import load_split
 from maskreid.data.loading import ImageCache
 from maskreid.data.market import JUNK_PID
-from maskreid.embedding_plot import embedding_figure
-from maskreid.evaluation import euclidean_distances, evaluate, summarize_percent
-from maskreid.features import color_histograms, extract_features
+from maskreid.evaluation.features import color_histograms, extract_features
+from maskreid.evaluation.scoring import Scoring, score_features
+from maskreid.figures.embeddings import embedding_figure
 from maskreid.io import atomic_write_text
+from maskreid.masks.measures import (
+    input_dependence,
+    masks_of,
+    person_measures,
+    silhouettes_of,
+)
+from maskreid.models.build import build_extractor, layout, load_extractor, load_mask_net
+from maskreid.models.checkpoints import load_checkpoint
 from maskreid.params import Params
 from maskreid.paths import DatasetPaths
-from maskreid.provenance import provenance
-from maskreid.mask_measures import input_dependence, masks_of, person_measures, silhouettes_of
-from maskreid.pipeline.common import (build_extractor, build_extractor_from, layout, load_mask_net, load_split,
-                                      pick_device, seed_everything)
+from maskreid.runtime.device import pick_device, seed_everything
+from maskreid.runtime.provenance import provenance
 
 log = logging.getLogger("maskreid")
 
@@ -40,6 +46,7 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
     began = time.perf_counter()
     device = pick_device(params.device)
     ev = params.evaluation
+    scoring = Scoring.of(ev)
     query = load_split(paths, "query", params.input.resize)
     gallery = load_split(paths, "gallery", params.input.resize, drop_junk=False)
     scored = gallery.pids != JUNK_PID                 # the standard protocol never ranks junk
@@ -49,8 +56,8 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
     models: dict[str, Callable[[ImageCache], np.ndarray]] = {
         "untrained": _embedder(build_extractor(params).to(device, memory_format=layout(params)), params, device),
         "color_histogram": lambda cache: color_histograms(cache, crop),
-        "stage1": _embedder(build_extractor_from(paths.checkpoint(1), params, device), params, device),
-        "stage3": _embedder(build_extractor_from(paths.checkpoint(3), params, device), params, device),
+        "stage1": _embedder(load_extractor(paths.checkpoint(1), params, device), params, device),
+        "stage3": _embedder(load_extractor(paths.checkpoint(3), params, device), params, device),
     }
     results: dict[str, Any] = {}
     authors: dict[str, Any] = {}
@@ -59,26 +66,15 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
     test_features: dict[str, np.ndarray] = {}
     for name, embed in models.items():
         q_feat, g_feat = embed(query), embed(gallery)
-        distmat = euclidean_distances(q_feat, g_feat)
-        ranked = distmat[:, scored]
-        if ev.rerank:
-            from maskreid.reranking import k_reciprocal_rerank   # SciPy: imported only when used
-
-            scored_feat = g_feat[scored]
-            ranked = k_reciprocal_rerank(ranked, euclidean_distances(q_feat, q_feat),
-                                         euclidean_distances(scored_feat, scored_feat),
-                                         ev.rerank_k1, ev.rerank_k2, ev.rerank_lambda)
-        raw = evaluate(ranked, query.pids, gallery.pids[scored], query.camids, gallery.camids[scored], ev.max_rank)
-        results[name] = summarize_percent(raw, ev.ranks)
-        scored_distances[name] = ranked
-        if name in ("stage1", "stage3"):
-            test_features[name] = np.concatenate([q_feat, g_feat[scored]])
-        curves[name] = raw["cmc"]
+        score = score_features(q_feat, g_feat, query.pids, gallery.pids, query.camids, gallery.camids, scoring)
+        results[name] = score.summary
+        scored_distances[name] = score.distances
+        curves[name] = score.raw["cmc"]
         log.info("%s %s: mAP %.2f rank-1 %.2f", paths.dataset, name, results[name]["mAP"], results[name]["rank1"])
         if name in ("stage1", "stage3"):
-            whole = evaluate(distmat, query.pids, gallery.pids, query.camids, gallery.camids, ev.max_rank,
-                             same_camera_removal=False)
-            authors[name] = summarize_percent(whole, ev.ranks)
+            test_features[name] = np.concatenate([q_feat, g_feat[scored]])
+            authors[name] = score_features(q_feat, g_feat, query.pids, gallery.pids, query.camids, gallery.camids,
+                                           scoring.without_reranking(), protocol="authors").summary
             log.info("%s %s (authors' protocol): mAP %.2f rank-1 %.2f", paths.dataset, name,
                      authors[name]["mAP"], authors[name]["rank1"])
     mask_net = load_mask_net(paths.checkpoint(3), params, device)
@@ -102,9 +98,7 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
                **{name: {k: results[name][k] for k in headline} for name in ("stage1", "stage3")},
                "authors_protocol": {name: {k: authors[name][k] for k in ("mAP", "rank1")} for name in authors},
                "mask_input_dependence": round(dependence, 6), **on_person, "reranked": bool(ev.rerank)}
-    reranking = ({"used": True, "k1": ev.rerank_k1, "k2": ev.rerank_k2, "lambda": ev.rerank_lambda}
-                 if ev.rerank else {"used": False})
-    details = {"protocol": "standard", "reranking": reranking,
+    details = {"protocol": "standard", "reranking": scoring.reranking_record(),
                "query_images": len(query), "gallery_images": int(scored.sum()), "models": results,
                "authors_protocol": {"description": "whole gallery ranked, junk included, same-id same-camera "
                                                    "images kept (the authors' public code); not the standard; "
@@ -119,7 +113,7 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
                      params.seed)
     cmc = pd.DataFrame({"rank": np.arange(1, ev.max_rank + 1), **{k: np.round(v, 6) for k, v in curves.items()}})
     atomic_write_text(paths.cmc, cmc.to_csv(index=False))
-    atomic_write_text(details_path(paths), json.dumps(details, indent=2) + "\n")
+    atomic_write_text(paths.details, json.dumps(details, indent=2) + "\n")
     atomic_write_text(paths.metrics, json.dumps(metrics, indent=2) + "\n")
     return metrics
 
@@ -132,7 +126,7 @@ def draw_ranked_samples(query: ImageCache, gallery: ImageCache, scored: np.ndarr
     """The top 10 of the same seeded sample of 8 queries under each model, side by side, ranked as the
     standard protocol ranks them (junk and same-person same-camera images left out): where people see
     what stage 3 changed."""
-    from maskreid.ranked_lists import Hit, RankedRow, draw_ranked_lists
+    from maskreid.figures.ranked_lists import Hit, RankedRow, draw_ranked_lists
 
     g_pids, g_camids = gallery.pids[scored], gallery.camids[scored]
     g_images = gallery.images[torch.from_numpy(np.flatnonzero(scored))]
@@ -152,11 +146,6 @@ def draw_ranked_samples(query: ImageCache, gallery: ImageCache, scored: np.ndarr
 
 def _hwc(image: torch.Tensor) -> np.ndarray:
     return image.permute(1, 2, 0).numpy()
-
-
-def details_path(paths: DatasetPaths) -> Path:
-    """metrics/<ds>.details.json: everything about an evaluation that is not a number to compare."""
-    return paths.metrics.with_name(f"{paths.dataset}.details.json")
 
 
 def _embedder(model: torch.nn.Module, params: Params, device: torch.device) -> Callable[[ImageCache], np.ndarray]:

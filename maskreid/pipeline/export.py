@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from maskreid.export import export_onnx
+from maskreid.data.build import load_split
 from maskreid.io import atomic_write_text
 from maskreid.params import Params
 from maskreid.paths import DatasetPaths
-from maskreid.pipeline.common import load_split
+from maskreid.serve.export import export_onnx
 
 CHECK_IMAGES = 32
 

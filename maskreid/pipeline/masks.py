@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from maskreid.data.build import load_split
 from maskreid.data.loading import ImageCache
-from maskreid.figures import mask_figure
+from maskreid.figures.masks import mask_figure
+from maskreid.models.build import load_mask_net
 from maskreid.params import Params
 from maskreid.paths import DatasetPaths
-from maskreid.pipeline.common import load_mask_net, load_split, pick_device
+from maskreid.runtime.device import pick_device
 
 
 def masks_figure(params: Params, paths: DatasetPaths) -> None:

@@ -1,9 +1,8 @@
 """DVC stages train_extractor@, train_mask@, train_joint@<dataset>: the paper's three training stages, each
-resumable after a kill from its last complete epoch, on one process or several (maskreid.distributed)."""
+resumable after a kill from its last complete epoch, on one process or several (maskreid.train.distributed)."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from contextlib import contextmanager
@@ -12,22 +11,35 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 
-from maskreid.checkpoints import load_checkpoint, save_checkpoint
-from maskreid.data.loading import IMAGENET_MEAN, IMAGENET_STD, ImageCache, Normalizer
+from maskreid.data.build import load_split
+from maskreid.data.loading import ImageCache
 from maskreid.data.sampler import PKSampler
-from maskreid.distributed import Cluster, start, stop, sync_batchnorm
-from maskreid.model_spec import ModelSpec, settings_hash
+from maskreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalizer
+from maskreid.models.build import (
+    build_extractor,
+    build_mask_net,
+    layout,
+    load_extractor,
+)
+from maskreid.models.checkpoints import load_checkpoint, save_checkpoint
+from maskreid.models.spec import ModelSpec, settings_hash
 from maskreid.params import Params
 from maskreid.paths import DatasetPaths
-from maskreid.pipeline.common import (build_extractor, build_extractor_from, build_mask_net, layout, load_split,
-                                      pick_device, seed_everything)
-from maskreid.precision import MixedPrecision
-from maskreid.provenance import device_name
-from maskreid.resume import Progress, TrainingState, fingerprint
-from maskreid.training import BatchMaker, train_extractor_epoch, train_joint_epoch, train_mask_epoch
-from maskreid.training_log import TrainingLog
-from maskreid.validation import hold_out, validation_scores
+from maskreid.runtime.device import pick_device, seed_everything
+from maskreid.runtime.precision import MixedPrecision
+from maskreid.runtime.provenance import device_name
+from maskreid.train.distributed import Cluster, start, stop, sync_batchnorm
+from maskreid.train.epochs import (
+    BatchMaker,
+    train_extractor_epoch,
+    train_joint_epoch,
+    train_mask_epoch,
+)
+from maskreid.train.log import TrainingLog
+from maskreid.train.resume import Progress, TrainingState, fingerprint
+from maskreid.train.validation import hold_out, validation_scores
 
 log = logging.getLogger("maskreid")
 
@@ -105,7 +117,7 @@ def _stage_settings(params: Params, stage: int) -> dict[str, Any]:
                         mask_update_every=params.mask_update_every, stage3=params.stage3)
         if not params.freeze_hidden_bn:
             settings["freeze_hidden_bn"] = False
-    return {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in settings.items()}
+    return {k: (v.model_dump() if isinstance(v, BaseModel) else v) for k, v in settings.items()}
 
 
 def inference_spec(params: Params, dataset: str, stage: int) -> ModelSpec:
@@ -183,7 +195,7 @@ def train_stage1(params: Params, paths: DatasetPaths) -> None:
                lambda e: _prefixed("loss", train_extractor_epoch(model, optimizer, make, sampler,
                                                                  params.triplet_margin, e)),
                state, progress, TrainingLog(paths.live(1), cluster.is_main), paths.checkpoint(1),
-               lambda: {"extractor": extractor.state_dict(), "model": dataclasses.asdict(params.model),
+               lambda: {"extractor": extractor.state_dict(), "model": params.model.model_dump(),
                         "inference": inference_spec(params, paths.dataset, 1).to_dict()}, make, optimizer,
                _validator(params, extractor, held_out, device))
 
@@ -191,7 +203,7 @@ def train_stage1(params: Params, paths: DatasetPaths) -> None:
 def train_stage2(params: Params, paths: DatasetPaths) -> None:
     """Stage 2: M alone with L_mask, F (from stage 1) frozen."""
     with _processes(params, 2) as (cluster, device):
-        extractor = build_extractor_from(paths.checkpoint(1), params, device)
+        extractor = load_extractor(paths.checkpoint(1), params, device)
         mask_net = _trainable(build_mask_net(params), params, device, cluster)
         mask_model = cluster.wrap(mask_net, device)
         cache, _ = _load_train_split(params, paths, cluster)
@@ -209,7 +221,7 @@ def train_stage2(params: Params, paths: DatasetPaths) -> None:
                                                             mask_space=params.mask_space)),
                state, progress, TrainingLog(paths.live(2), cluster.is_main), paths.checkpoint(2),
                lambda: {"mask": mask_net.state_dict(), "mask_optimizer": optimizer.state_dict(),
-                        "model": dataclasses.asdict(params.model)}, make, optimizer)
+                        "model": params.model.model_dump()}, make, optimizer)
 
 
 def train_stage3(params: Params, paths: DatasetPaths) -> None:
@@ -218,7 +230,7 @@ def train_stage3(params: Params, paths: DatasetPaths) -> None:
     mask_update_every epochs. The controls leave M as stage 2 made it: it is not used."""
     with _processes(params, 3) as (cluster, device):
         learned = params.hiding == "learned"
-        extractor = _trainable(build_extractor_from(paths.checkpoint(1), params, device), params, device, cluster)
+        extractor = _trainable(load_extractor(paths.checkpoint(1), params, device), params, device, cluster)
         model = cluster.wrap(extractor, device)
         stage2 = load_checkpoint(paths.checkpoint(2), required=("mask", "mask_optimizer"))
         mask_net = build_mask_net(params)
@@ -258,6 +270,6 @@ def train_stage3(params: Params, paths: DatasetPaths) -> None:
         _train("stage3", params.stage3.epochs, epoch_step, state, progress,
                TrainingLog(paths.live(3), cluster.is_main), paths.checkpoint(3),
                lambda: {"extractor": extractor.state_dict(), "mask": mask_net.state_dict(),
-                        "model": dataclasses.asdict(params.model), "hiding": params.hiding,
+                        "model": params.model.model_dump(), "hiding": params.hiding,
                         "inference": inference_spec(params, paths.dataset, 3).to_dict()}, make, opt_f,
                _validator(params, extractor, held_out, device))

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from maskreid.data.loading import ImageCache
-from maskreid.evaluation import euclidean_distances, evaluate
-from maskreid.features import extract_features
+from maskreid.evaluation.metrics import euclidean_distances, evaluate
+from maskreid.evaluation.features import extract_features
 
 
 def hold_out(cache: ImageCache, ids: int, seed: int, min_train_ids: int) -> tuple[ImageCache, ImageCache]:
@@ -28,7 +28,9 @@ def validation_scores(model: torch.nn.Module, held_out: ImageCache, crop: tuple[
                       device: torch.device, memory_format: torch.memory_format) -> dict[str, float]:
     """mAP and rank-1 (percent) of the held-out images searched among themselves: each image is a query, the
     others the gallery, same-identity same-camera images removed (the standard protocol; the query itself is
-    one of them). Leaves the model in eval mode; training epochs put it back in train mode."""
+    one of them). Leaves the model in eval mode; training epochs put it back in train mode. Scored with
+    the metrics directly, not maskreid.evaluation.scoring: no junk, never re-ranked, and the training stages
+    stay independent of the re-ranking code."""
     features = extract_features(model, held_out, crop, batch_size, device, memory_format)
     distances = euclidean_distances(features, features)
     result = evaluate(distances, held_out.pids, held_out.pids, held_out.camids, held_out.camids,

@@ -9,7 +9,7 @@ Stage 3: F with L_extractor (Eq. 2) on PK batches, hiding the top drop_ratio pix
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -18,12 +18,20 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from maskreid import losses
-from maskreid.data.loading import ImageCache, Normalizer, random_crop_flip, to_model_input
+from maskreid.data.loading import ImageCache
 from maskreid.data.sampler import PKSampler
-from maskreid.distributed import SINGLE, Cluster
-from maskreid.masking import apply_soft_mask, hide_pixels, random_block_mask, random_pixel_mask, top_fraction_mask
-from maskreid.precision import MixedPrecision
+from maskreid.data.transforms import Normalizer, random_crop_flip, to_model_input
+from maskreid.models import losses
+from maskreid.models.batchnorm import bn_running_stats_frozen
+from maskreid.models.masking import (
+    apply_soft_mask,
+    hide_pixels,
+    random_block_mask,
+    random_pixel_mask,
+    top_fraction_mask,
+)
+from maskreid.runtime.precision import MixedPrecision
+from maskreid.train.distributed import SINGLE, Cluster
 
 
 class NonFiniteLossError(RuntimeError):
@@ -101,24 +109,6 @@ def train_extractor_epoch(extractor: nn.Module, optimizer: torch.optim.Optimizer
     return _mean(records)
 
 
-@contextmanager
-def bn_running_stats_frozen(module: nn.Module) -> Iterator[None]:
-    """BatchNorm still normalises with batch statistics but leaves its running estimates alone.
-
-    Stage 3 feeds F both original and hidden images; only originals are seen at test time, so only they
-    should shape the running mean/variance used there.
-    """
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, momentum in zip(norms, saved):
-            m.momentum = momentum
-
-
 def _freeze(module: nn.Module, frozen: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(not frozen)
@@ -183,7 +173,7 @@ def train_joint_epoch(extractor: nn.Module, mask_net: nn.Module | None, optimize
     """Stage 3, F's part: L_extractor (Eq. 2) on original images and on images with drop_ratio of their pixels
     hidden (which ones: `hiding`). `hiding="none"` is the "just train longer" control: the same schedule and
     optimizer with L_triplet on original images only (triplet_hidden is logged as NaN). `mask_space`: how a
-    hidden pixel is filled (maskreid.masking.apply_soft_mask); `freeze_hidden_bn`: the hidden pass leaves F's
+    hidden pixel is filled (maskreid.models.masking.apply_soft_mask); `freeze_hidden_bn`: the hidden pass leaves F's
     BatchNorm running statistics alone (they then describe original images, the only ones seen at test time)."""
     extractor.train()
     if mask_net is not None:

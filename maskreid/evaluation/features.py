@@ -6,20 +6,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskreid.data.loading import ImageCache, Normalizer, center_crop, to_model_input
+from maskreid.data.loading import ImageCache
+from maskreid.data.transforms import Normalizer, center_crop, test_transform
 
 
 @torch.no_grad()
 def extract_features(model: nn.Module, cache: ImageCache, crop: tuple[int, int], batch_size: int,
                      device: torch.device,
                      memory_format: torch.memory_format = torch.contiguous_format) -> np.ndarray:
-    """F's embedding of every cached image (test transform: resize, centre crop, normalise), in fp32."""
+    """F's embedding of every cached image (the test transform), in fp32."""
     model.eval()
     normalizer = Normalizer(device)
     out = []
     for start in range(0, len(cache), batch_size):
-        batch = center_crop(cache.images[start:start + batch_size], crop)
-        out.append(model(to_model_input(batch, normalizer, device, memory_format)).float().cpu())
+        batch = test_transform(cache.images[start:start + batch_size], crop, normalizer, device, memory_format)
+        out.append(model(batch).float().cpu())
     return torch.cat(out).numpy()
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskreid.inference import ONNX_METADATA_KEY, OnnxEmbedder, TorchEmbedder
 from maskreid.io import atomic_path
+from maskreid.serve.inference import ONNX_METADATA_KEY, OnnxEmbedder, TorchEmbedder
 
 OPSET = 18
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import signal
 import sys
 
 from maskreid.params import ParamsError, load_params
 from maskreid.paths import DatasetPaths
+from maskreid.train.launch import relaunch_under_torchrun, under_torchrun
 
 
 def run_stage(description: str, action: str, target: str = "dataset", distributed: bool = False) -> None:
@@ -56,25 +56,3 @@ def run_stage(description: str, action: str, target: str = "dataset", distribute
 
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def under_torchrun() -> bool:
-    """torchrun (torch.distributed.run) sets these for every process it starts."""
-    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR"))
-
-
-def torchrun_argv(processes: int, argv: list[str] | None = None) -> list[str]:
-    """This very command under torchrun on one node (`--standalone`: a free local port, no rendezvous server),
-    with no restarts: a failed rank stops the stage and the next `dvc repro` resumes it from its progress file."""
-    argv = sys.argv if argv is None else argv
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    target = ["-m", spec.name] if spec is not None else [argv[0]]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-            "--max-restarts=0", *target, *argv[1:]]
-
-
-def relaunch_under_torchrun(processes: int) -> None:
-    """Replace this process by torchrun starting `processes` copies of it (does not return)."""
-    argv = torchrun_argv(processes)
-    print(f"distributed.processes={processes}: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
-    os.execv(argv[0], argv)

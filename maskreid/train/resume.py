@@ -19,7 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskreid.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from maskreid.models.checkpoints import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 log = logging.getLogger("maskreid")
 

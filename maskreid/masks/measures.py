@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from maskreid.data.loading import ImageCache, center_crop
-from maskreid.features import extract_features
-from maskreid.masking import top_fraction_mask
+from maskreid.data.loading import ImageCache
+from maskreid.data.transforms import center_crop
+from maskreid.evaluation.features import extract_features
+from maskreid.models.masking import top_fraction_mask
 
 
 def masks_of(mask_net: nn.Module, cache: ImageCache, crop: tuple[int, int], device: torch.device,

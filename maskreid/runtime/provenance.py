@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from maskreid.precision import resolve_precision
+from maskreid.runtime.precision import resolve_precision
 
 PACKAGES = ("torch", "torchvision", "timm", "dvc", "numpy", "maskreid")
 

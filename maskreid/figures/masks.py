@@ -12,10 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from maskreid.data.loading import ImageCache, Normalizer, center_crop, to_model_input  # noqa: E402
+from maskreid.data.loading import ImageCache  # noqa: E402
+from maskreid.data.transforms import Normalizer, center_crop, test_transform  # noqa: E402
 from maskreid.io import atomic_path  # noqa: E402
-from maskreid.mask_measures import average_mask  # noqa: E402
-from maskreid.masking import hide_top_pixels  # noqa: E402
+from maskreid.masks.measures import average_mask  # noqa: E402
+from maskreid.models.masking import hide_top_pixels  # noqa: E402
 
 
 def images_across_cameras(camids: np.ndarray, count: int, pids: np.ndarray | None = None) -> list[int]:
@@ -57,7 +58,7 @@ def mask_figure(mask_net: torch.nn.Module, cache: ImageCache, crop: tuple[int, i
     normalizer = Normalizer(device)
     idx = images_across_cameras(cache.camids, count, cache.pids)
     raw = center_crop(cache.images[idx], crop)
-    images = to_model_input(raw, normalizer, device)
+    images = test_transform(cache.images[idx], crop, normalizer, device)
     masks = mask_net.eval()(images)
     average, averaged = average_mask(mask_net, cache, crop, device)
     hidden = normalizer.denormalize(hide_top_pixels(images, masks, drop_ratio, normalizer, space)).clamp(0, 1)

@@ -25,8 +25,6 @@ import torch.distributed as dist
 import torch.nn.functional as nnf
 from torch import nn
 
-from maskreid.stagekit import under_torchrun
-
 # torch.distributed.nn.functional's all_gather / all_reduce are the public collectives with autograd (their
 # suggested replacements live in the private torch.distributed._functional_collectives): keep them, quietly
 warnings.filterwarnings("ignore", r"torch\.distributed\.nn\.functional\.all_(gather|reduce) is deprecated",
@@ -103,7 +101,7 @@ def start(backend: str, timeout_s: int, device_setting: str) -> tuple[Cluster, s
 
     A rank that stops answering makes the collectives of the others fail after `timeout_s` instead of
     hanging; torchrun then stops every rank and exits non-zero."""
-    if not under_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+    if not dist.is_torchelastic_launched() or int(os.environ["WORLD_SIZE"]) == 1:   # started by torchrun?
         return SINGLE, device_setting
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
     use_cuda = device_setting.startswith("cuda") or (device_setting == "auto" and torch.cuda.is_available())

@@ -10,9 +10,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from maskreid.checkpoints import CheckpointError, load_checkpoint
-from maskreid.data.loading import center_crop
-from maskreid.model_spec import ModelSpec, ModelSpecError
+from maskreid.data.transforms import Normalizer, test_transform
+from maskreid.models.checkpoints import CheckpointError, load_checkpoint
+from maskreid.models.spec import ModelSpec, ModelSpecError
 
 ONNX_METADATA_KEY = "maskreid"
 
@@ -31,18 +31,16 @@ class Embedder(Protocol):
 
 
 def preprocess(images: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
-    """The test transform: centre crop of the resized image, [0, 1], then the spec's mean/std."""
-    batch = center_crop(images, spec.crop).float().div_(255)
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1)
-    return ((batch - mean) / std).contiguous()
+    """The pipeline's test transform (maskreid.data.transforms) with the crop, mean and std the model file
+    records."""
+    return test_transform(images, spec.crop, Normalizer("cpu", spec.mean, spec.std))
 
 
 class TorchEmbedder:
     """F in PyTorch, eval mode, fp32 (the CPU here has no bf16 units; see docs/BENCHMARKS.md)."""
 
     def __init__(self, path: Path, channels_last: bool = True) -> None:
-        from maskreid.models.extractor import FeatureExtractor
+        from maskreid.models.build import extractor_with_weights
 
         self.source = Path(path)
         try:
@@ -57,12 +55,11 @@ class TorchEmbedder:
             self.spec = ModelSpec.from_dict(payload["inference"], str(self.source))
         except ModelSpecError as err:
             raise ModelLoadError(str(err)) from err
-        self.model = FeatureExtractor(self.spec.backbone, self.spec.embedding_dim, "none")
         try:
-            self.model.load_state_dict(payload["extractor"])
-        except RuntimeError as err:
-            raise ModelLoadError(f"{self.source}: weights do not fit {self.spec.backbone} with a "
-                                 f"{self.spec.embedding_dim}-d embedding ({str(err).splitlines()[0]})") from err
+            self.model = extractor_with_weights(payload["extractor"], self.spec.backbone, self.spec.embedding_dim,
+                                                self.source)
+        except CheckpointError as err:
+            raise ModelLoadError(str(err)) from err
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.eval().to(memory_format=self.memory_format)
 

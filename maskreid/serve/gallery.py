@@ -7,9 +7,7 @@ inference description, so a gallery is never searched with features of another m
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +20,9 @@ from tqdm import tqdm
 
 from maskreid.data.loading import load_rgb
 from maskreid.data.market import IMAGE_SUFFIXES, DatasetFormatError, parse_market_name
-from maskreid.inference import Embedder
 from maskreid.io import atomic_path
-from maskreid.model_spec import ModelSpec, ModelSpecError
+from maskreid.models.spec import ModelSpec, ModelSpecError
+from maskreid.serve.inference import Embedder
 
 FEATURE_SUFFIXES = (".parquet", ".npz")
 SPEC_KEY = "maskreid_model"
@@ -241,15 +239,6 @@ def iter_feature_chunks(path: Path, chunk: int) -> Iterator[FeatureTable]:
         yield FeatureTable(batch.column("path").to_pylist(), batch.column("pid").to_pylist(),
                            batch.column("camid").to_pylist(),
                            flat.reshape(-1, width).astype(np.float32, copy=False), spec)
-
-
-def files_key(files: Sequence[Path], model: Path) -> str:
-    """Changes when any image file or the model changes (path, size, modification time): a cache key."""
-    digest = hashlib.sha256()
-    for path in [model, *files]:
-        st = os.stat(path)
-        digest.update(f"{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:20]
 
 
 def _spec(text: str, path: Path) -> ModelSpec:

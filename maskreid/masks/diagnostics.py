@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from maskreid import losses
-from maskreid.data.loading import ImageCache, Normalizer, center_crop
-from maskreid.masking import apply_soft_mask, hide_pixels, top_fraction_mask
-from maskreid.training import bn_running_stats_frozen
+from maskreid.data.transforms import Normalizer, test_crop, test_transform
+from maskreid.models import losses
+from maskreid.models.masking import apply_soft_mask, hide_pixels, top_fraction_mask
+from maskreid.train.epochs import bn_running_stats_frozen
 
 if TYPE_CHECKING:
     from maskreid.params import Params
@@ -176,7 +176,7 @@ def triplet_terms(extractor: nn.Module, keep: torch.Tensor, images: torch.Tensor
 
 def mask_statistics(masks: torch.Tensor, images01: torch.Tensor, drop_ratio: float) -> dict[str, float]:
     """The per-image mask measures that need no model: brightness, fixed pattern, checkerboard, borders."""
-    from maskreid.mask_measures import input_dependence
+    from maskreid.masks.measures import input_dependence
     hidden = top_fraction_mask(masks[:, None], drop_ratio)[:, 0] == 0
     lum = 0.299 * images01[:, 0] + 0.587 * images01[:, 1] + 0.114 * images01[:, 2]
     return {"mask_mean": float(masks.mean()), "input_dependence": input_dependence(masks),
@@ -187,36 +187,32 @@ def mask_statistics(masks: torch.Tensor, images01: torch.Tensor, drop_ratio: flo
             "border_ratio": border_ratio(masks)}
 
 
-def centre_batch(cache: ImageCache, crop: tuple[int, int], n: int, device: torch.device) -> torch.Tensor:
-    """The first n images, centre-cropped, as floats in [0, 1] (the test transform, before normalisation)."""
-    return center_crop(cache.images[:n], crop).float().div(255).to(device)
-
-
 def diagnose(params: "Params", paths: "DatasetPaths", n_images: int = 200, seed: int = 0) -> dict[str, Any]:
     """Every measure above for one trained dataset: M of stage 2 with the stage-1 F (stage 3's start) and M of
     stage 3 with the stage-3 F (its end); hiding by M against random blocks of the same size."""
+    from maskreid.data.build import load_split
     from maskreid.data.sampler import PKSampler
-    from maskreid.mask_measures import person_measures, silhouettes_of
-    from maskreid.masking import random_block_mask
-    from maskreid.pipeline.common import build_extractor_from, load_mask_net, load_split
+    from maskreid.masks.measures import person_measures, silhouettes_of
+    from maskreid.models.build import load_extractor, load_mask_net
+    from maskreid.models.masking import random_block_mask
 
     torch.manual_seed(seed)
     device = torch.device("cpu")
     crop, normalizer = params.input.crop, Normalizer(device)
     query = load_split(paths, "query", params.input.resize)
     train = load_split(paths, "train", params.input.resize)
-    q01 = centre_batch(query, crop, n_images, device)
+    q01 = test_crop(query.images[:n_images], crop, device)
     person = silhouettes_of(query, paths.prepared / "images", paths.silhouettes, params.input.resize, crop)
     sampler = PKSampler(train.pids, params.stage1.ids_per_batch, params.stage1.images_per_id, seed)
     batch = next(iter(sampler))
-    pk_images = normalizer.normalize(center_crop(train.images[batch], crop).float().div(255))
+    pk_images = test_transform(train.images[batch], crop, normalizer)
     pk_pids = torch.as_tensor(train.pids[batch])
-    mask_batch = normalizer.normalize(centre_batch(train, crop, params.stage2.batch_size, device))
+    mask_batch = test_transform(train.images[:params.stage2.batch_size], crop, normalizer, device)
     random_keep = random_block_mask(len(batch), *crop, params.drop_ratio, torch.Generator().manual_seed(seed))
     out: dict[str, Any] = {"dataset": paths.dataset, "query_images": int(q01.shape[0])}
     for label, f_stage, m_stage in (("start of stage 3 (F stage 1, M stage 2)", 1, 2),
                                     ("end of stage 3 (F and M of stage 3)", 3, 3)):
-        extractor = build_extractor_from(paths.checkpoint(f_stage), params, device)
+        extractor = load_extractor(paths.checkpoint(f_stage), params, device)
         mask_net = load_mask_net(paths.checkpoint(m_stage), params, device)
         with torch.no_grad():
             masks = mask_net(normalizer.normalize(q01)).float()[:, 0]

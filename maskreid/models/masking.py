@@ -2,7 +2,7 @@
 
 Which pixels stage 3 hides is the `hiding` parameter: `learned` (the paper: M's top drop_ratio pixels) or one
 of the controls that hide the same number of pixels without M (`random_blocks`, `random_pixels`); `none`
-hides nothing (see maskreid.training.train_joint_epoch).
+hides nothing (see maskreid.train.epochs.train_joint_epoch).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from maskreid.data.loading import Normalizer
+from maskreid.data.transforms import Normalizer
 
 # random_blocks: each rectangle covers this fraction of the image and has this height/width ratio, drawn
 # uniformly (the area) and log-uniformly (the ratio): the ranges of random erasing (Zhong et al. 2020).

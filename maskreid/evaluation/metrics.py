@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 
-def _as_1d(name: str, value: Any, length: int) -> np.ndarray:
+def labels_1d(name: str, value: Any, length: int) -> np.ndarray:
+    """One label per query or gallery image, or a message naming the array and the length it needs."""
     arr = np.asarray(value)
     if arr.ndim != 1 or len(arr) != length:
         raise ValueError(f"{name}: expected a 1-d array of length {length}, got shape {arr.shape}")
@@ -140,8 +141,8 @@ def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_cami
     if distmat.ndim != 2:
         raise ValueError(f"distmat: expected a 2-d (queries x gallery) array, got shape {distmat.shape}")
     nq, ng = distmat.shape
-    q_pids, q_camids = _as_1d("q_pids", q_pids, nq), _as_1d("q_camids", q_camids, nq)
-    g_pids, g_camids = _as_1d("g_pids", g_pids, ng), _as_1d("g_camids", g_camids, ng)
+    q_pids, q_camids = labels_1d("q_pids", q_pids, nq), labels_1d("q_camids", q_camids, nq)
+    g_pids, g_camids = labels_1d("g_pids", g_pids, ng), labels_1d("g_camids", g_camids, ng)
     if max_rank < 1:
         raise ValueError(f"max_rank: expected a positive integer, got {max_rank}")
     if ng == 0:

@@ -1,0 +1,1 @@
+"""Figures the stages draw: the mask figure, the embedding map, ranked lists."""

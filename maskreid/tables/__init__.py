@@ -1,0 +1,1 @@
+"""Tables built from results: Table 1 (report.py) and the masks ablation (ablation.py)."""
