@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from maskreid.console import report_error
+
 NPZ_FIELDS = ("distmat", "q_pids", "g_pids", "q_camids", "g_camids")
 RERANK_FIELDS = ("q_q", "g_g")
 
@@ -59,16 +61,10 @@ def ablation(exp_show: list[Path] | None, out: Path) -> int:
             atomic_write_text(exp_show[0], listing.stdout)
         summary = write_ablation([entry for path in exp_show for entry in load_exp_show(path)], out)
     except AblationError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return report_error(err)
     print(f"wrote {out / 'ablation.md'}, {out / 'ablation.csv'}, {out / 'ablation_runs.csv'} "
           f"({len(summary)} rows) from {', '.join(map(str, exp_show))}")
     return 0
-
-
-def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
 
 
 def extract(model: Path, inputs: list[Path], out: Path, batch_size: int, on_bad_image: str) -> int:
@@ -94,7 +90,7 @@ def extract(model: Path, inputs: list[Path], out: Path, batch_size: int, on_bad_
             save_features(table, out)
             count, skipped = len(table), table.skipped
     except (GalleryError, ModelLoadError) as err:
-        return _error(str(err))
+        return report_error(str(err))
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     print(f"wrote {out}: {count} embeddings of {embedder.spec.embedding_dim} dims"
@@ -124,7 +120,7 @@ def search(model: Path, query: Path, gallery: Path, top: int, out: Path | None, 
                                                 IndexSettings(kind=index_kind, nprobe=nprobe), batch_size, chunk)
         distances, indices = index.search(query_table.features, top)
     except (GalleryError, ModelLoadError, SearchError) as err:
-        return _error(str(err))
+        return report_error(str(err))
     if note:
         print(note, file=sys.stderr)
     q_pid = query_table.pids[0]
@@ -141,7 +137,7 @@ def search(model: Path, query: Path, gallery: Path, top: int, out: Path | None, 
         for d, i in zip(distances[0], indices[0]):
             pixels, problem = decode_problem(Path(table.paths[i]), spec.resize)
             if pixels is None:
-                return _error(f"{table.paths[i]}: gallery image listed in the features cannot be drawn: {problem}")
+                return report_error(f"{table.paths[i]}: gallery image listed in the features cannot be drawn: {problem}")
             pid = table.pids[i]
             hits.append(Hit(pixels, float(d), None if pid is None or q_pid is None else pid == q_pid))
         q_pixels, _ = decode_problem(query, spec.resize)
@@ -158,11 +154,11 @@ def export(model: Path, out: Path) -> int:
     from maskreid.serve.inference import ModelLoadError
 
     if out.suffix.lower() != ".onnx":
-        return _error(f"{out}: the export is written as .onnx")
+        return report_error(f"{out}: the export is written as .onnx")
     try:
         check = export_onnx(model, out)
     except (ExportError, ModelLoadError) as err:
-        return _error(str(err))
+        return report_error(str(err))
     print(f"wrote {out} (onnxruntime vs PyTorch on {check['images_checked']} images: max abs difference "
           f"{check['max_abs_difference']:.2e})")
     return 0
@@ -180,8 +176,7 @@ def diagnose_masks(dataset: str, params_file: Path, out: Path | None, overrides:
         params = load_params(params_file, overrides)
         result = diagnose(params, DatasetPaths(dataset))
     except (ParamsError, CheckpointError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return report_error(err)
     table = markdown(result)
     print(table)
     if out is not None:
@@ -253,8 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate_distances(args.file, args.max_rank, not args.keep_same_camera, args.rerank,
                                     args.k1, args.k2, args.lambda_value)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return report_error(err)
     print(json.dumps(result))
     return 0
 

@@ -179,3 +179,29 @@ def test_a_bad_override_is_one_clear_error() -> None:
         load_params(REPO / "params.yaml", overrides=["lambda1==="])
     with pytest.raises(ParamsError, match="lambda1: input should be less than or equal to 1, got 1.5"):
         load_params(REPO / "params.yaml", overrides=["lambda1=1.5"])
+
+
+@pytest.mark.parametrize("overrides, hashes", [
+    ([], ("6414aa91fbcb321a", "411839e7ef8f7105", "16f583f8e2ed6ae4")),
+    (["profile=paper"], ("8ae32d00de9d15db", "3c409214ac9dc3da", "875f5610c0176da2")),
+    (["hiding=none", "mask_space=normalized", "freeze_hidden_bn=false", "profiles.quick.validation.eval_every=2",
+      "mask_upsampling_init=nearest"], ("de5f26104bc4c7f3", "50a210ceffa3bac1", "1c9118dcc3fa69f8")),
+])
+def test_settings_hashes_are_those_earlier_checkpoints_recorded(overrides: list[str], hashes: tuple[str, ...]) -> None:
+    """Checkpoints and progress files carry a hash of the settings their stage read (ModelSpec.params_hash, the
+    resume fingerprint). The values here were computed by the schema of frozen dataclasses this one replaced:
+    a change of the schema's types or field names must not orphan the models users already trained."""
+    from maskreid.models.spec import settings_hash
+    from maskreid.pipeline.train import _stage_settings
+
+    params = load_params(REPO / "params.yaml", overrides=overrides)
+    assert tuple(settings_hash(_stage_settings(params, stage)) for stage in (1, 2, 3)) == hashes
+
+
+def test_the_resolved_settings_are_frozen_and_typed() -> None:
+    from pydantic import ValidationError
+
+    p = load_params(REPO / "params.yaml")
+    assert p.input.crop == (128, 64) and isinstance(p.evaluation.ranks, tuple) and p.datasets == ("synthetic",)
+    with pytest.raises(ValidationError):
+        p.model.backbone = "resnet50"                      # the stages cannot change what the file says

@@ -219,6 +219,29 @@ def test_metrics_are_what_the_saved_models_score(project: Path) -> None:
     assert metrics["stage1"]["mAP"] != metrics["stage3"]["mAP"]          # two different models were scored
 
 
+def test_extract_gives_the_features_the_evaluate_stage_scored(project: Path, tmp_path: Path) -> None:
+    """`maskreid extract` on the test images and the evaluate stage's own embedding of them (same stage-3 model,
+    same images) agree to 1e-5: the CLI and the pipeline share one test transform and one way to load F."""
+    from maskreid.cli import main
+    from maskreid.data.build import load_split
+    from maskreid.models.build import layout, load_extractor
+    from maskreid.params import load_params
+    from maskreid.paths import DatasetPaths
+    from maskreid.pipeline.evaluate import _embedder
+    from maskreid.serve.gallery import load_features
+
+    params = load_params(project / "params.yaml")
+    paths = DatasetPaths("synthetic", project)
+    query = load_split(paths, "query", params.input.resize)
+    cpu = torch.device("cpu")
+    scored = _embedder(load_extractor(paths.checkpoint(3), params, cpu), params, cpu)(query)
+    out = tmp_path / "query.npz"
+    assert main(["extract", str(paths.checkpoint(3)), *query.paths, "-o", str(out), "--batch-size", "7"]) == 0
+    extracted = load_features(out)
+    assert extracted.paths == query.paths and layout(params) == torch.channels_last
+    assert np.abs(extracted.features - scored).max() < 1e-5
+
+
 def test_final_model_stands_alone_exports_and_searches(project: Path, tmp_path: Path) -> None:
     """The README's path from `dvc repro` to a ranked-list picture, and the ONNX export's parity: onnxruntime
     ranks the synthetic gallery as PyTorch does (ties within 1e-4 aside)."""

@@ -102,3 +102,24 @@ def test_progress_files_are_not_dvc_outputs() -> None:
 def test_bytecode_is_ignored_by_dvc() -> None:
     lines = (REPO / ".dvcignore").read_text().splitlines()
     assert "__pycache__/" in lines and "*.pyc" in lines
+
+
+def test_dataset_chain_is_dvc_yaml_order_and_dvc_could_run_it() -> None:
+    """The drivers that run the stage functions without DVC take dvc.yaml's order (maskreid.pipeline.chain):
+    every per-dataset stage comes after the stages whose outputs it reads, and each runs what its script runs."""
+    from maskreid.pipeline.chain import dataset_chain, dataset_stage_names, stage_action
+
+    names = dataset_stage_names(REPO / "dvc.yaml")
+    assert names[:4] == ["prepare", "train_extractor", "train_mask", "train_joint"] and "evaluate" in names
+    outs = {}
+    for name in names:
+        for out in _stages()[name].get("outs", []):
+            outs[next(iter(out)) if isinstance(out, dict) else out] = name
+    for position, name in enumerate(names):
+        for dep in _stages()[name]["deps"]:
+            producer = outs.get(dep)
+            assert producer is None or names.index(producer) < position, (name, dep, producer)
+    chain = dataset_chain(REPO)
+    assert [n for n, _ in chain] == names
+    for name, function in chain:
+        assert stage_action(_script(_stages()[name])) == f"{function.__module__}:{function.__name__}"

@@ -15,7 +15,12 @@ from typing import Any
 import numpy as np
 
 from maskreid.data.market import JUNK_PID
-from maskreid.evaluation.metrics import euclidean_distances, evaluate, labels_1d, summarize_percent
+from maskreid.evaluation.metrics import (
+    euclidean_distances,
+    evaluate,
+    labels_1d,
+    summarize_percent,
+)
 from maskreid.params import EvaluationParams
 
 PROTOCOLS = ("standard", "authors")

@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 
+from maskreid.console import report_error
 from maskreid.params import ParamsError, load_params
 from maskreid.paths import DatasetPaths
 from maskreid.train.launch import relaunch_under_torchrun, under_torchrun
@@ -46,8 +47,7 @@ def run_stage(description: str, action: str, target: str = "dataset", distribute
             raise ParamsError(f"{args.dataset!r} is not in datasets {list(params.datasets)} of {args.params}")
         getattr(importlib.import_module(module), function)(params, DatasetPaths(args.dataset))
     except (ParamsError, ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(report_error(err))
     except KeyboardInterrupt:
         print(f"interrupted: {args.dataset} stopped; training stages resume from their last complete epoch "
               "at the next `dvc repro`", file=sys.stderr)

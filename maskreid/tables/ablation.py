@@ -108,7 +108,7 @@ def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(table), pd.DataFrame(paired)
 
 
-def _pm(mean: float, sd: float, digits: int = 2) -> str:
+def plus_minus(mean: float, sd: float, digits: int = 2) -> str:
     return f"{mean:.{digits}f}" if math.isnan(sd) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
@@ -125,14 +125,14 @@ def render_markdown(table: pd.DataFrame, paired: pd.DataFrame, runs: pd.DataFram
              "| dataset | epochs | hiding | seeds | mAP | rank-1 | mINP | stage-1 mAP (same seeds) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
-        lines.append(f"| {r.dataset} | {r.epochs} | {r.hiding} | {r.seeds} ({r.seed_list}) | {_pm(r.mAP_mean, r.mAP_sd)} | "
-                     f"{_pm(r.rank1_mean, r.rank1_sd)} | {_pm(r.mINP_mean, r.mINP_sd)} | "
-                     f"{_pm(r.stage1_mAP_mean, r.stage1_mAP_sd)} |")
+        lines.append(f"| {r.dataset} | {r.epochs} | {r.hiding} | {r.seeds} ({r.seed_list}) | {plus_minus(r.mAP_mean, r.mAP_sd)} | "
+                     f"{plus_minus(r.rank1_mean, r.rank1_sd)} | {plus_minus(r.mINP_mean, r.mINP_sd)} | "
+                     f"{plus_minus(r.stage1_mAP_mean, r.stage1_mAP_sd)} |")
     lines += ["", "Paired differences (same seed, so the same stage-1 and stage-2 models), mean ± sd over seeds:", "",
               "| dataset | epochs | comparison | seeds | mAP | rank-1 | mINP |", "|---|---|---|---|---|---|---|"]
     for r in paired.itertuples():
-        lines.append(f"| {r.dataset} | {r.epochs} | {r.comparison} | {r.seeds} | {_pm(r.mAP_diff_mean, r.mAP_diff_sd)} | "
-                     f"{_pm(r.rank1_diff_mean, r.rank1_diff_sd)} | {_pm(r.mINP_diff_mean, r.mINP_diff_sd)} |")
+        lines.append(f"| {r.dataset} | {r.epochs} | {r.comparison} | {r.seeds} | {plus_minus(r.mAP_diff_mean, r.mAP_diff_sd)} | "
+                     f"{plus_minus(r.rank1_diff_mean, r.rank1_diff_sd)} | {plus_minus(r.mINP_diff_mean, r.mINP_diff_sd)} |")
     shared = runs.groupby(["dataset", "epochs"], sort=True).first()
     settings = "; ".join(f"{d} ({e}): profile `{r.profile}`, lambda1 {r.lambda1}, drop_ratio {r.drop_ratio}"
                          for (d, e), r in shared.iterrows())

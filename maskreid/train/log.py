@@ -11,10 +11,13 @@ again from those rows and the log goes on from there, as if the run had never st
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("maskreid")
 
 Row = dict[str, Any]      # {"epoch": 1-based epoch, "<name>": value, ...}
 
@@ -31,7 +34,13 @@ class TrainingLog:
         """Open the dvclive folder afresh and write `rows` (the epochs already completed) into it."""
         self.rows = []
         if self.writes:
-            from dvclive import Live
+            try:
+                from dvclive import Live
+            except ImportError:     # a torch-only machine running the stage functions without DVC
+                log.warning("dvclive is not installed: %s is not written (the epochs stay in the progress file)",
+                            self.directory)
+                self.writes = False
+        if self.writes:
 
             shutil.rmtree(self.directory, ignore_errors=True)
             os.environ.setdefault("DVCLIVE_LOGLEVEL", "WARNING")

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from maskreid.data.loading import ImageCache
-from maskreid.evaluation.metrics import euclidean_distances, evaluate
 from maskreid.evaluation.features import extract_features
+from maskreid.evaluation.metrics import euclidean_distances, evaluate
 
 
 def hold_out(cache: ImageCache, ids: int, seed: int, min_train_ids: int) -> tuple[ImageCache, ImageCache]:

@@ -2,8 +2,8 @@
 onnxruntime (uint8 activations calibrated on training images, per-channel weights), scored with the standard
 protocol against the same export in fp32, on the same test images; with each path's images/s.
 
-    python bench/int8_map.py synthetic                  # after `dvc repro`; any trained dataset of the project
-    python bench/int8_map.py cuhk01 --project /path/to/a/clone --out int8_cuhk01.json
+    python experiments/int8_map.py synthetic                  # after `dvc repro`; any trained dataset of the project
+    python experiments/int8_map.py cuhk01 --project /path/to/a/clone --out int8_cuhk01.json
 
 The bar for a reduced-precision `extract`: mAP moves by less than 0.1 points. Not used by maskreid.
 """

@@ -1,7 +1,7 @@
 """The paper profile end to end on a GPU, on the embedded synthetic set, through the pipeline's own stage
 functions (the same ones `dvc repro` runs; DVC and Hydra are not needed for this check):
 
-    python bench/gpu_pipeline_run.py OUT_DIR [--epochs 50 25 100]
+    python experiments/gpu_pipeline_run.py OUT_DIR [--epochs 50 25 100]
 
 prepare -> stage 1 -> stage 2 -> stage 3 -> evaluate (metrics, ranked lists, embeddings) -> mask figure -> ONNX
 export, with params.yaml's paper profile (ResNet-50, 224x112, U-Net width 32, fp32, PK 20x3) except
@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from maskreid.params import validate  # noqa: E402
+from maskreid.params import load_params  # noqa: E402
 from maskreid.paths import DatasetPaths  # noqa: E402
+from maskreid.pipeline.chain import dataset_chain  # noqa: E402
 
 
 def main() -> None:
@@ -38,20 +38,14 @@ def main() -> None:
     ap.add_argument("--hidings", nargs="+", default=["learned"],
                     help="stage 3 and evaluation once per value, from the same stage-1 and stage-2 models")
     args = ap.parse_args()
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["profile"], raw["datasets"] = args.profile, ["synthetic"]
-    paper = raw["profiles"][args.profile]
-    paper["model"]["pretrained"] = "none"
-    for n, e in zip((1, 2, 3), args.epochs):
-        paper[f"stage{n}"]["epochs"] = e
-    params = validate(raw)
+    profile = f"profiles.{args.profile}"
+    params = load_params(REPO / "params.yaml", [f"profile={args.profile}", "datasets=[synthetic]",
+                                                f"{profile}.model.pretrained=none",
+                                                *(f"{profile}.stage{n}.epochs={e}" for n, e in zip((1, 2, 3), args.epochs))])
     root = Path(tempfile.mkdtemp(prefix="maskreid-gpu-"))
     paths = DatasetPaths("synthetic", root)
-    from maskreid.pipeline.evaluate import evaluate_dataset
-    from maskreid.pipeline.export import export_final_model
-    from maskreid.pipeline.masks import masks_figure
-    from maskreid.pipeline.prepare import prepare
-    from maskreid.pipeline.train import train_stage1, train_stage2, train_stage3
+    chain = dataset_chain(REPO)                         # dvc.yaml's stages, in its order
+    split = [name for name, _ in chain].index("train_joint")
 
     print(f"torch {torch.__version__}, device {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}; "
           f"epochs {args.epochs}; project in {root}", flush=True)
@@ -64,23 +58,24 @@ def main() -> None:
         times[name] = round(time.perf_counter() - began, 1)
         print(f"{name}: {times[name]} s", flush=True)
 
-    for name, step in (("prepare", prepare), ("stage1", train_stage1), ("stage2", train_stage2)):
+    for name, step in chain[:split]:                    # prepare, stage 1, stage 2: once
         timed(name, step, params)
     for i, hiding in enumerate(args.hidings):
         p = params.model_copy(update=dict(hiding=hiding))
         for stale in (paths.checkpoint(3), paths.progress(3)):
             stale.unlink(missing_ok=True)
         suffix = "" if i == 0 else f"_{hiding}"
-        timed("stage3" + suffix, train_stage3, p)
-        timed("evaluate" + suffix, evaluate_dataset, p)
-        by_hiding[hiding] = json.loads(paths.metrics.read_text())
-        print(hiding, json.dumps({k: by_hiding[hiding][k] for k in ("stage1", "stage3")}), flush=True)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "gpu_pipeline_hidings.json").write_text(json.dumps({"seconds": times, "by_hiding": by_hiding,
-                                                                        "epochs": args.epochs}, indent=1))
-        if i == 0:
-            timed("masks", masks_figure, p)
-            timed("export", export_final_model, p)
+        for name, step in chain[split:]:                # stage 3, evaluate, masks, export: per hiding
+            if name in ("train_joint", "evaluate"):
+                timed(name + suffix, step, p)
+            if name == "evaluate":
+                by_hiding[hiding] = json.loads(paths.metrics.read_text())
+                print(hiding, json.dumps({k: by_hiding[hiding][k] for k in ("stage1", "stage3")}), flush=True)
+                args.out.mkdir(parents=True, exist_ok=True)
+                (args.out / "gpu_pipeline_hidings.json").write_text(json.dumps(
+                    {"seconds": times, "by_hiding": by_hiding, "epochs": args.epochs}, indent=1))
+            if name not in ("train_joint", "evaluate") and i == 0:   # the figure and the export: first hiding
+                timed(name, step, p)
     for stage in (1, 3):   # a GPU-trained checkpoint loads on a CPU-only machine
         payload = torch.load(paths.checkpoint(stage), map_location="cpu", weights_only=True)
         assert all(t.device.type == "cpu" for t in payload["extractor"].values())

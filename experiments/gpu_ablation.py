@@ -1,10 +1,10 @@
-"""Issue 10's masks ablation on one GPU: every `hiding` control and the mask settings, several seeds, the full
+"""The masks ablation on one GPU: every `hiding` control and the mask settings, several seeds, the full
 quick schedule, on the synthetic set and CUHK01, through the pipeline's own stage functions (the ones
 `dvc repro` runs; DVC itself is not needed, so it runs on a machine that has only torch):
 
-    python bench/gpu_ablation.py OUT_DIR [--datasets synthetic cuhk01] [--seeds 0 1 2] [--cuhk01 DIR]
-    python bench/gpu_ablation.py OUT_DIR --summarize      # OUT_DIR/ablation_rows.jsonl -> markdown tables
-    python bench/gpu_ablation.py OUT_DIR --datasets cuhk01 --config "NAME KEY=VALUE ..." [--config ...]
+    python experiments/gpu_ablation.py OUT_DIR [--datasets synthetic cuhk01] [--seeds 0 1 2] [--cuhk01 DIR]
+    python experiments/gpu_ablation.py OUT_DIR --summarize      # OUT_DIR/ablation_rows.jsonl -> markdown tables
+    python experiments/gpu_ablation.py OUT_DIR --datasets cuhk01 --config "NAME KEY=VALUE ..." [--config ...]
                                           # the default method under other settings (a search): search_rows.jsonl
 
 One process per (dataset, seed), all at once on the one GPU (the quick profile's nets are far too small to
@@ -35,15 +35,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from maskreid.params import Params, validate  # noqa: E402
+from maskreid.params import Params  # noqa: E402
+from maskreid.params import load_params as load_project_params  # noqa: E402
 from maskreid.paths import DatasetPaths  # noqa: E402
+from maskreid.pipeline.chain import dataset_chain  # noqa: E402
 
 # (name, stage-2 setting, stage-3 overrides); variants sharing a stage-2 setting run after one stage-2 training
 VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
@@ -56,29 +56,17 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
 ROWS = "ablation_rows.jsonl"
 
 
-def load_params(dataset: str, seed: int, epochs: list[int] | None, settings: list[str] = ()) -> Params:
-    """params.yaml's quick profile for one dataset and seed; `settings`: dotted KEY=VALUE overrides (YAML
-    values), e.g. profiles.quick.stage1.lr=0.0005, checked like any params.yaml."""
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw.update(profile="quick", datasets=[dataset], seed=seed)
-    if epochs:
-        for n, e in zip((1, 2, 3), epochs):
-            raw["profiles"]["quick"][f"stage{n}"]["epochs"] = e
-    for setting in settings:
-        key, value = setting.split("=", 1)
-        *parents, leaf = key.split(".")
-        node = raw
-        for part in parents:
-            node = node[part]
-        node[leaf] = yaml.safe_load(value)
-    return validate(raw)
+def load_params(dataset: str, seed: int, epochs: list[int] | None, settings: Sequence[str] = ()) -> Params:
+    """params.yaml's quick profile for one dataset and seed; `settings`: overrides in the grammar of
+    `dvc exp run -S` (Hydra's), e.g. profiles.quick.stage1.lr=0.0005, checked like any params.yaml."""
+    overrides = ["profile=quick", f"datasets=[{dataset}]", f"seed={seed}"]
+    overrides += [f"profiles.quick.stage{n}.epochs={e}" for n, e in zip((1, 2, 3), epochs or ())]
+    return load_project_params(REPO / "params.yaml", [*overrides, *settings])
 
 
 def prepare_dataset(dataset: str, root: Path, cuhk01: Path | None) -> None:
     """Raw files and prepare@<ds>'s output under `root`, once per dataset (the workers copy them)."""
     from PIL import Image
-
-    from maskreid.pipeline.prepare import prepare
 
     paths = DatasetPaths(dataset, root)
     if dataset == "cuhk01":
@@ -89,23 +77,7 @@ def prepare_dataset(dataset: str, root: Path, cuhk01: Path | None) -> None:
         for source in sorted(cuhk01.iterdir()):
             with Image.open(source) as image:
                 image.save(campus / f"{source.stem}.png")
-    prepare(load_params(dataset, 0, None), paths)
-
-
-def _offline_log() -> None:
-    """Where dvclive is not installed (a GPU image with torch only), keep each stage's epoch log in memory:
-    the log is the one output of a training stage this script does not need."""
-    try:
-        from dvclive import Live  # noqa: F401
-    except ImportError:
-        import maskreid.pipeline.train as train
-        from maskreid.train.log import TrainingLog
-
-        class InMemoryLog(TrainingLog):
-            def __init__(self, directory: Path, writes: bool = True) -> None:
-                super().__init__(directory, writes=False)
-
-        train.TrainingLog = InMemoryLog
+    dict(dataset_chain(REPO))["prepare"](load_params(dataset, 0, None), paths)
 
 
 def _lattice_peaks(params: Params, paths: DatasetPaths, stage: int) -> float:
@@ -123,11 +95,10 @@ def _lattice_peaks(params: Params, paths: DatasetPaths, stage: int) -> float:
 
 
 def _workspace(dataset: str, seed: int, base: Path, purpose: str) -> DatasetPaths:
-    """A worker's own project folder (a copy of the prepared data), 2 CPU threads, the epoch log in memory
-    where dvclive is missing: what every worker process sets up first."""
+    """A worker's own project folder (a copy of the prepared data) and 2 CPU threads: what every worker process
+    sets up first."""
     import torch
 
-    _offline_log()
     torch.set_num_threads(2)
     root = Path(tempfile.mkdtemp(prefix=f"{purpose}-{dataset}-{seed}-"))
     shutil.copytree(base / dataset / "data", root / "data")
@@ -146,10 +117,7 @@ def _scores(metrics: dict[str, Any]) -> dict[str, float]:
 def worker(out: Path, dataset: str, seed: int, base: Path, epochs: list[int] | None) -> None:
     import torch
 
-    from maskreid.pipeline.evaluate import evaluate_dataset
-    from maskreid.pipeline.masks import masks_figure
-    from maskreid.pipeline.train import train_stage1, train_stage2, train_stage3
-
+    stage = dict(dataset_chain(REPO))
     paths = _workspace(dataset, seed, base, "ablation")
     params = load_params(dataset, seed, epochs)
     schedule = _schedule(params)
@@ -161,19 +129,19 @@ def worker(out: Path, dataset: str, seed: int, base: Path, epochs: list[int] | N
         seconds[name] = round(time.perf_counter() - began, 1)
         print(f"[{dataset} seed {seed}] {name}: {seconds[name]} s", flush=True)
 
-    timed("stage1", train_stage1, params)
+    timed("stage1", stage["train_extractor"], params)
     for init in dict.fromkeys(v[1] for v in VARIANTS):
         for stale in (2, 3):
             paths.checkpoint(stale).unlink(missing_ok=True)
             paths.progress(stale).unlink(missing_ok=True)
-        timed(f"stage2 {init}", train_stage2, params.model_copy(update=dict(mask_upsampling_init=init)))
+        timed(f"stage2 {init}", stage["train_mask"], params.model_copy(update=dict(mask_upsampling_init=init)))
         peak2 = _lattice_peaks(params, paths, 2)
         for name, _, overrides in (v for v in VARIANTS if v[1] == init):
             p = params.model_copy(update=dict(**overrides))
             paths.checkpoint(3).unlink(missing_ok=True)
             paths.progress(3).unlink(missing_ok=True)
-            timed(f"stage3 {name}", train_stage3, p)
-            timed(f"evaluate {name}", evaluate_dataset, p)
+            timed(f"stage3 {name}", stage["train_joint"], p)
+            timed(f"evaluate {name}", stage["evaluate"], p)
             metrics = json.loads(paths.metrics.read_text())
             row = {"dataset": dataset, "seed": seed, "variant": name, "epochs": schedule, "profile": p.profile,
                    "hiding": p.hiding, "lambda1": p.lambda1, "drop_ratio": p.drop_ratio,
@@ -186,22 +154,20 @@ def worker(out: Path, dataset: str, seed: int, base: Path, epochs: list[int] | N
             with open(out / ROWS, "a") as f:
                 f.write(json.dumps(row) + "\n")
             if seed == 0 and p.hiding == "learned" and p.freeze_hidden_bn:
-                masks_figure(p, paths)
+                stage["masks"](p, paths)
                 shutil.copy(paths.mask_figure, out / f"masks_{dataset}_{init}.png")
 
 
 def config_worker(out: Path, dataset: str, seed: int, base: Path, config: str) -> None:
     """`--config "NAME KEY=VALUE ..."`: the default method (learned hiding) under other training settings, for a
     search of the quick profile's free choices (schedule, learning rate, input size, batch composition)."""
-    from maskreid.pipeline.evaluate import evaluate_dataset
-    from maskreid.pipeline.train import train_stage1, train_stage2, train_stage3
-
     name, *settings = config.split()
     paths = _workspace(dataset, seed, base, "search")
     params = load_params(dataset, seed, None, settings)
     seconds: dict[str, float] = {}
-    for stage, step in (("stage1", train_stage1), ("stage2", train_stage2), ("stage3", train_stage3),
-                        ("evaluate", evaluate_dataset)):
+    for stage, step in dataset_chain(REPO):
+        if stage in ("prepare", "masks", "export"):      # prepared once for all workers; no figure, no export
+            continue
         began = time.perf_counter()
         step(params, paths)
         seconds[stage] = round(time.perf_counter() - began, 1)
@@ -217,13 +183,13 @@ def summarize(out: Path) -> str:
     """Per dataset and variant: mean ± sd over seeds; paired differences learned - each other variant."""
     import pandas as pd
 
-    from maskreid.tables.ablation import _pm
+    from maskreid.tables.ablation import plus_minus
 
     rows = pd.DataFrame([json.loads(line) for line in (out / ROWS).read_text().splitlines() if line.strip()])
     measures = ["stage3_mAP", "stage3_rank1", "stage3_mINP", "stage1_mAP", "mask_input_dependence",
                 "mask_hidden_on_person", "lattice16_stage3"]
     lines = ["# Masks ablation on one GPU: every control, two mask settings, several seeds", "",
-             f"Regenerated by `python bench/gpu_ablation.py {out} --summarize` from {ROWS} (one line per run). "
+             f"Regenerated by `python experiments/gpu_ablation.py {out} --summarize` from {ROWS} (one line per run). "
              f"Device: {', '.join(sorted(set(rows.device)))}; quick profile, epochs (stage 1/2/3) "
              f"{', '.join(sorted(set(rows.epochs)))}; standard protocol, stage-3 F, percent; mean ± sample sd over "
              "seeds. Every variant of one seed starts stage 3 from the same stage-1 model (and, but for `nearest "
@@ -242,7 +208,7 @@ def summarize(out: Path) -> str:
                 continue
             values = pd.to_numeric(group[m], errors="coerce").dropna() if m in group else pd.Series(dtype=float)
             digits = 3 if m == "mask_input_dependence" else 2
-            cells.append("" if values.empty else _pm(values.mean(), values.std(ddof=1) if len(values) > 1
+            cells.append("" if values.empty else plus_minus(values.mean(), values.std(ddof=1) if len(values) > 1
                                                      else float("nan"), digits))
         lines.append(f"| {dataset} | {variant} | {len(group)} ({' '.join(map(str, sorted(group.seed)))}) | "
                      + " | ".join(cells) + " |")
@@ -258,7 +224,7 @@ def summarize(out: Path) -> str:
             cells = []
             for m in ("stage3_mAP", "stage3_rank1", "stage3_mINP"):
                 diff = learned.loc[seeds, m] - other.loc[seeds, m]
-                cells.append(_pm(diff.mean(), diff.std(ddof=1) if len(diff) > 1 else float("nan")))
+                cells.append(plus_minus(diff.mean(), diff.std(ddof=1) if len(diff) > 1 else float("nan")))
             lines.append(f"| {dataset} | learned - ({variant}) | {len(seeds)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
