@@ -105,7 +105,7 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
                                                    "never re-ranked",
                                     "gallery_images": len(gallery), **authors},
                "training": {f"stage{n}": load_checkpoint(paths.checkpoint(n)).get("training") for n in (1, 2, 3)},
-               "provenance": {**provenance(device, params.precision),
+               "provenance": {**provenance(device, params.precision, params.input.crop),
                               "evaluate_seconds": round(time.perf_counter() - began, 1)}}
     draw_ranked_samples(query, gallery, scored, {k: scored_distances[k] for k in ("stage1", "stage3")},
                         paths.ranked_lists, params.seed)

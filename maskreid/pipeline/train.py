@@ -91,7 +91,7 @@ def _trainable(module: torch.nn.Module, params: Params, device: torch.device, cl
 def _batch_maker(params: Params, cache: ImageCache, device: torch.device, stage: int, cluster: Cluster,
                  purpose: str = "augment") -> BatchMaker:
     generator = torch.Generator().manual_seed(stream_seed(params.seed, stage, purpose))
-    amp = MixedPrecision(params.precision, device)
+    amp = MixedPrecision(params.precision, device, params.input.crop)
     if cluster.is_main:
         log.info("training precision: %s on %s", amp.name, device)
     return BatchMaker(cache, params.input.crop, params.input.flip, device, generator, Normalizer(device), amp,
