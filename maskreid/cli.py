@@ -4,14 +4,45 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from maskreid.console import report_error
+from maskreid.io import user_cache_dir
 
 NPZ_FIELDS = ("distmat", "q_pids", "g_pids", "q_camids", "g_camids")
+DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count (--batch-size, --top, --nprobe, --chunk, ...): an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
+    return value
+
+
+def device_setting(text: str) -> str:
+    """auto (the first GPU torch sees, else the CPU), cpu, cuda or cuda:N: params.yaml's `device` values."""
+    if not DEVICE.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected auto, cpu, cuda or cuda:N")
+    return text
 RERANK_FIELDS = ("q_q", "g_g")
 
 
@@ -67,21 +98,17 @@ def ablation(exp_show: list[Path] | None, out: Path) -> int:
     return 0
 
 
-def extract(model: Path, inputs: list[Path], out: Path, batch_size: int, on_bad_image: str) -> int:
+def extract(model: Path, inputs: list[Path], out: Path, batch_size: int, on_bad_image: str,
+            device: str = "auto") -> int:
     """Embed image files or folders with a checkpoint or ONNX model; write .parquet or .npz."""
-    from maskreid.serve.gallery import (
-        GalleryError,
-        collect_images,
-        extract_files,
-        extract_to_parquet,
-        save_features,
-    )
+    from maskreid.runtime.device import pick_device
+    from maskreid.serve.gallery import GalleryError, collect_images, extract_files, extract_to_parquet, save_features
     from maskreid.serve.inference import ModelLoadError, load_embedder
 
     try:
         if out.suffix not in (".parquet", ".npz"):
             raise GalleryError(f"{out}: the output must end in .parquet or .npz")
-        embedder = load_embedder(model)
+        embedder = load_embedder(model, pick_device(device))
         files = collect_images(inputs)
         if out.suffix == ".parquet":            # streamed: one batch in memory, for galleries of millions
             count, skipped = extract_to_parquet(embedder, files, out, batch_size, on_bad_image)
@@ -89,8 +116,8 @@ def extract(model: Path, inputs: list[Path], out: Path, batch_size: int, on_bad_
             table = extract_files(embedder, files, batch_size, on_bad_image)
             save_features(table, out)
             count, skipped = len(table), table.skipped
-    except (GalleryError, ModelLoadError) as err:
-        return report_error(str(err))
+    except (GalleryError, ModelLoadError, RuntimeError) as err:
+        return report_error(err)
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     print(f"wrote {out}: {count} embeddings of {embedder.spec.embedding_dim} dims"
@@ -99,33 +126,38 @@ def extract(model: Path, inputs: list[Path], out: Path, batch_size: int, on_bad_
 
 
 def search(model: Path, query: Path, gallery: Path, top: int, out: Path | None, index_kind: str,
-           batch_size: int, nprobe: int = 16, chunk: int = 100_000) -> int:
+           batch_size: int, nprobe: int = 16, chunk: int = 100_000, device: str = "auto",
+           cache_dir: Path | None = None) -> int:
     """Rank a gallery (folder or feature file) for one query image; print the top-k; draw them with -o."""
+    from maskreid.runtime.device import pick_device
     from maskreid.serve.gallery import GalleryError, decode_problem, extract_files
     from maskreid.serve.gallery_index import searchable_gallery
     from maskreid.serve.inference import ModelLoadError, load_embedder
-    from maskreid.serve.search import IndexSettings, SearchError
+    from maskreid.serve.search import IndexSettings, SearchError, real_neighbours
 
     try:
         if top < 1:
             raise GalleryError(f"--top {top}: must be at least 1")
         if out is not None and out.suffix.lower() != ".png":
             raise GalleryError(f"{out}: the ranked-list picture is written as .png")
-        embedder = load_embedder(model)
+        embedder = load_embedder(model, pick_device(device))
         if not query.is_file():
             raise GalleryError(f"{query}: query image not found")
         query_table = extract_files(embedder, [query], 1, "error", progress=False)
-        cache_dir = (out.parent if out is not None else Path("."))
-        table, index, note = searchable_gallery(gallery, model, embedder, cache_dir,
+        table, index, note = searchable_gallery(gallery, model, embedder, cache_dir or user_cache_dir("galleries"),
                                                 IndexSettings(kind=index_kind, nprobe=nprobe), batch_size, chunk)
-        distances, indices = index.search(query_table.features, top)
-    except (GalleryError, ModelLoadError, SearchError) as err:
-        return report_error(str(err))
+        found_distances, found_indices = index.search(query_table.features, top)
+        distances, indices = real_neighbours(found_distances[0], found_indices[0])
+    except (GalleryError, ModelLoadError, SearchError, RuntimeError) as err:
+        return report_error(err)
     if note:
         print(note, file=sys.stderr)
+    if len(indices) < min(top, len(table)):
+        print(f"{len(indices)} of the {min(top, len(table))} neighbours asked for were found by the {index_kind} "
+              "index (it visits part of the gallery: raise --nprobe for ivf, or use --index flat)", file=sys.stderr)
     q_pid = query_table.pids[0]
     print(f"query {query}" + (f" (person {q_pid}, camera {query_table.camids[0]})" if q_pid is not None else ""))
-    for rank, (d, i) in enumerate(zip(distances[0], indices[0]), 1):
+    for rank, (d, i) in enumerate(zip(distances, indices), 1):
         pid = table.pids[i]
         same = "" if pid is None or q_pid is None else ("  same person" if pid == q_pid else "")
         print(f"{rank:3d}  {d:9.4f}  {table.paths[i]}{same}")
@@ -134,7 +166,7 @@ def search(model: Path, query: Path, gallery: Path, top: int, out: Path | None, 
 
         spec = embedder.spec
         hits = []
-        for d, i in zip(distances[0], indices[0]):
+        for d, i in zip(distances, indices):
             pixels, problem = decode_problem(Path(table.paths[i]), spec.resize)
             if pixels is None:
                 return report_error(f"{table.paths[i]}: gallery image listed in the features cannot be drawn: {problem}")
@@ -158,7 +190,7 @@ def export(model: Path, out: Path) -> int:
     try:
         check = export_onnx(model, out)
     except (ExportError, ModelLoadError) as err:
-        return report_error(str(err))
+        return report_error(err)
     print(f"wrote {out} (onnxruntime vs PyTorch on {check['images_checked']} images: max abs difference "
           f"{check['max_abs_difference']:.2e})")
     return 0
@@ -185,63 +217,92 @@ def diagnose_masks(dataset: str, params_file: Path, out: Path | None, overrides:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="maskreid", description=__doc__)
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("maskreid")
+    except PackageNotFoundError:       # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    shown = argparse.ArgumentDefaultsHelpFormatter          # every option's default in --help
+    parser = argparse.ArgumentParser(prog="maskreid", description=__doc__, formatter_class=shown)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    ev = sub.add_parser("evaluate-distances", help="CMC, mAP and mINP of a saved distance matrix (.npz)")
+    ev = sub.add_parser("evaluate-distances", formatter_class=shown,
+                        help="CMC, mAP and mINP (fractions, not percent) of a saved distance matrix (.npz)")
     ev.add_argument("file", type=Path, help=".npz with " + ", ".join(NPZ_FIELDS))
-    ev.add_argument("--max-rank", type=int, default=50)
+    ev.add_argument("--max-rank", type=positive_int, default=50, help="CMC curve length")
     ev.add_argument("--keep-same-camera", action="store_true",
-                    help="rank the whole gallery (the authors' code), not the standard protocol")
+                    help="the authors' protocol: rank the whole gallery, junk and same-camera images included")
     ev.add_argument("--rerank", action="store_true",
                     help="k-reciprocal re-ranking first (needs q_q and g_g arrays in the .npz)")
-    ev.add_argument("--k1", type=int, default=20, help="re-ranking k1 (default 20)")
-    ev.add_argument("--k2", type=int, default=6, help="re-ranking k2 (default 6)")
-    ev.add_argument("--lambda", dest="lambda_value", type=float, default=0.3, help="re-ranking lambda (default 0.3)")
-    ab = sub.add_parser("ablation", help="the masks ablation table (reports/ablation.md) from DVC experiments")
+    ev.add_argument("--k1", type=positive_int, default=20, help="re-ranking k1")
+    ev.add_argument("--k2", type=positive_int, default=6, help="re-ranking k2")
+    ev.add_argument("--lambda", dest="lambda_value", type=fraction, default=0.3, help="re-ranking lambda")
+    ab = sub.add_parser("ablation", formatter_class=shown,
+                        help="the masks ablation table (reports/ablation.md) from DVC experiments")
     ab.add_argument("--exp-show", type=Path, action="append", default=None,
-                    help="a saved `dvc exp show --json` listing, repeatable (default: run it in the current repository)")
-    ab.add_argument("-o", "--out", type=Path, default=Path("reports"), help="output folder (default reports/)")
-    ex = sub.add_parser("extract", help="embeddings of image files or folders (recursive) with a trained model")
+                    help="a saved `dvc exp show --json` listing, repeatable (none: run it in the current repository)")
+    ab.add_argument("-o", "--out", type=Path, default=Path("reports"), help="output folder")
+    ex = sub.add_parser("extract", formatter_class=shown,
+                        help="embeddings of image files or folders (recursive) with a trained model")
     ex.add_argument("model", type=Path, help="a checkpoint (models/<ds>/stage3.pt) or its ONNX export")
     ex.add_argument("images", type=Path, nargs="+", help="image files and/or folders")
     ex.add_argument("-o", "--out", type=Path, required=True, help="features.parquet or features.npz")
-    ex.add_argument("--batch-size", type=int, default=64)
+    ex.add_argument("--batch-size", type=positive_int, default=64, help="images embedded at once")
     ex.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
                     help="error: list every undecodable image and write nothing | skip: leave them out, listed")
-    se = sub.add_parser("search", help="rank a gallery for a query image; draw the ranked list with -o")
+    ex.add_argument("--device", type=device_setting, default="auto",
+                    help="auto (the first GPU torch sees, else the CPU) | cpu | cuda | cuda:N; ONNX models use "
+                         "onnxruntime's CUDA provider on a GPU")
+    se = sub.add_parser("search", formatter_class=shown,
+                        help="rank a gallery for a query image; draw the ranked list with -o")
     se.add_argument("model", type=Path, help="a checkpoint or its ONNX export")
     se.add_argument("query", type=Path, help="the query image")
     se.add_argument("--gallery", type=Path, required=True,
-                    help="a folder of images (features extracted once, cached beside -o) or a feature file")
-    se.add_argument("--top", type=int, default=10)
+                    help="a folder of images (its features extracted once and cached, see --cache-dir) or a "
+                         "feature file written by `maskreid extract`")
+    se.add_argument("--top", type=positive_int, default=10, help="neighbours listed")
     se.add_argument("-o", "--out", type=Path, default=None, help="ranked.png: query, then the top-k images")
     se.add_argument("--index", choices=("flat", "ivf", "hnsw"), default="flat",
-                    help="flat: exact (default) | ivf, hnsw: approximate, for galleries of millions")
-    se.add_argument("--nprobe", type=int, default=16, help="ivf: lists visited per query (recall vs speed)")
-    se.add_argument("--chunk", type=int, default=100_000,
+                    help="flat: exact | ivf, hnsw: approximate, for galleries of millions")
+    se.add_argument("--nprobe", type=positive_int, default=16, help="ivf: lists visited per query (recall vs speed)")
+    se.add_argument("--chunk", type=positive_int, default=100_000,
                     help="a .parquet gallery is read this many rows at a time (bounds memory besides the index)")
-    se.add_argument("--batch-size", type=int, default=64)
-    xp = sub.add_parser("export", help="ONNX export of a checkpoint, checked with onnxruntime")
+    se.add_argument("--batch-size", type=positive_int, default=64, help="gallery images embedded at once")
+    se.add_argument("--device", type=device_setting, default="auto", help="as for extract")
+    se.add_argument("--cache-dir", type=Path, default=user_cache_dir("galleries"),
+                    help="where a gallery folder's features are cached, one file per (folder, model) pair, "
+                         "replaced when the images or the model change (the user's cache folder)")
+    xp = sub.add_parser("export", formatter_class=shown, help="ONNX export of a checkpoint, checked with onnxruntime")
     xp.add_argument("model", type=Path, help="a checkpoint, e.g. models/synthetic/stage3.pt")
     xp.add_argument("-o", "--out", type=Path, required=True, help="model.onnx")
-    dm = sub.add_parser("diagnose-masks", help="why hiding M's top pixels may hurt: mask and loss measures of a "
-                                               "trained dataset (run in the project folder)")
+    dm = sub.add_parser("diagnose-masks", formatter_class=shown,
+                        help="why hiding M's top pixels may hurt: mask and loss measures of a trained dataset "
+                             "(run in the project folder)")
     dm.add_argument("dataset", help="a dataset trained in this project, e.g. synthetic")
     dm.add_argument("--params", type=Path, default=Path("params.yaml"))
     dm.add_argument("-o", "--out", type=Path, default=None, help="write the result as .json (and the table as .md)")
     dm.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override params.yaml, in the grammar of `dvc exp run -S` (Hydra's), e.g. --set drop_ratio=0.2")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "diagnose-masks":
         return diagnose_masks(args.dataset, args.params, args.out, args.overrides)
     if args.command == "ablation":
         return ablation(args.exp_show, args.out)
     if args.command == "extract":
-        return extract(args.model, args.images, args.out, args.batch_size, args.on_bad_image)
+        return extract(args.model, args.images, args.out, args.batch_size, args.on_bad_image, args.device)
     if args.command == "search":
         return search(args.model, args.query, args.gallery, args.top, args.out, args.index, args.batch_size, args.nprobe,
-                      args.chunk)
+                      args.chunk, args.device, args.cache_dir)
     if args.command == "export":
         return export(args.model, args.out)
     try:

@@ -54,3 +54,11 @@ def files_key(paths: Iterable[Path | str], salt: str = "") -> str:
         st = os.stat(path)
         digest.update(f"\0{path}\0{st.st_size}\0{st.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
+
+
+def user_cache_dir(purpose: str) -> Path:
+    """A folder of the user's cache for `purpose` (platformdirs: ~/.cache/maskreid/<purpose> on Linux,
+    ~/Library/Caches/maskreid/<purpose> on macOS): caches that belong to no project folder."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("maskreid")) / purpose

@@ -71,8 +71,12 @@ def run_steps(cluster: Cluster) -> dict[str, Any]:
     optimizer = torch.optim.Adam(extractor.parameters(), lr=2e-4)
     cache = _cache(6, 3)
     batch = [0, 1, 2, 3, 4, 5, 9, 10, 11, 12, 13, 14, 15, 16, 17]
+    seen: list[torch.Tensor] = []           # this rank's rows of F's output: the embeddings the loss mines
+    hook = extractor.register_forward_hook(lambda module, args, output: seen.append(output.detach().clone()))
     losses = train_extractor_epoch(model, optimizer, _maker(cache, cluster, 1), [batch], 1.0, 0)
-    out["stage1"] = {"losses": losses, "extractor": _state(extractor)}
+    hook.remove()
+    out["stage1"] = {"losses": losses, "extractor": _state(extractor), "embeddings": seen[0],
+                     "pids": torch.as_tensor(cache.pids[batch])}
     # the same step with plain SGD: the update is proportional to the gradient, so every weight must agree
     extractor, _ = _models(cluster)
     model = cluster.wrap(extractor, cpu)
@@ -95,6 +99,12 @@ def run_steps(cluster: Cluster) -> dict[str, Any]:
     losses = train_mask_epoch(mask_model, extractor, opt_m, _maker(_cache(11, 1), cluster, 2), 11, 0.95, 1.0,
                               np.random.default_rng(0), 0)
     out["mask"] = {"losses": losses, "mask": _state(mask_net), "extractor": _state(extractor)}
+    # the same M step with plain SGD: every weight of M must agree (Adam's first step hides small gradients)
+    extractor, mask_net = _models(cluster)
+    mask_model = cluster.wrap(mask_net, cpu)
+    losses = train_mask_epoch(mask_model, extractor, torch.optim.SGD(mask_net.parameters(), lr=0.1),
+                              _maker(_cache(11, 1), cluster, 2), 11, 0.95, 1.0, np.random.default_rng(0), 0)
+    out["mask_sgd"] = {"losses": losses, "mask": _state(mask_net)}
     return out
 
 

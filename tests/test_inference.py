@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -47,7 +48,10 @@ def maskreid_cli(*args: str | Path, cwd: Path | None = None, installed: bool = F
     try:
         os.chdir(cwd or here)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(argv)
+            try:
+                code = main(argv)
+            except SystemExit as exit_:           # argparse refusing an argument, --help, --version
+                code = int(exit_.code or 0)
     finally:
         os.chdir(here)
     return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
@@ -183,7 +187,9 @@ def test_extract_errors_are_one_line_naming_the_file(model_file: Path, images: P
 def test_search_ranks_draws_and_reuses_the_cached_gallery(model_file: Path, images: Path, tmp_path: Path) -> None:
     query = images / "cam1" / "0002_c1s1_000021_00.jpg"
     out = tmp_path / "out" / "ranked.png"
-    first = maskreid_cli("search", model_file, query, "--gallery", images, "--top", "5", "-o", out, installed=True)
+    cache = tmp_path / "cache"
+    first = maskreid_cli("search", model_file, query, "--gallery", images, "--top", "5", "-o", out, "--cache-dir", cache,
+                         installed=True)
     assert first.returncode == 0, first.stderr
     assert "cached in" in first.stderr
     lines = [line.split() for line in first.stdout.splitlines() if line[:3].strip().isdigit()]
@@ -192,7 +198,7 @@ def test_search_ranks_draws_and_reuses_the_cached_gallery(model_file: Path, imag
     assert distances == sorted(distances) and distances[0] == pytest.approx(0, abs=1e-3)   # itself first
     assert lines[0][2] == str(query)
     # the same ranking as brute force over the extracted features
-    table = load_features(next(out.parent.glob("*.features-*.npz")))
+    table = load_features(next(cache.glob("*.features-*.npz")))
     q = table.features[table.paths.index(str(query))]
     order = np.argsort(np.linalg.norm(table.features - q, axis=1), kind="stable")[:5]
     assert [line[2] for line in lines] == [table.paths[i] for i in order]
@@ -201,26 +207,105 @@ def test_search_ranks_draws_and_reuses_the_cached_gallery(model_file: Path, imag
         pixels = np.asarray(picture.convert("RGB")).reshape(-1, 3)
     colours = {tuple(c) for c in np.unique(pixels, axis=0).tolist()}
     assert SAME in colours and QUERY in colours      # the query itself is the top hit: a green frame
-    again = maskreid_cli("search", model_file, query, "--gallery", images, "--top", "5", "-o", out)
+    again = maskreid_cli("search", model_file, query, "--gallery", images, "--top", "5", "-o", out, "--cache-dir", cache)
     assert "gallery features reused from" in again.stderr and again.stdout == first.stdout
     newer = images / "street_1.png"
     newer.touch()                                                     # a changed gallery is extracted again
-    third = maskreid_cli("search", model_file, query, "--gallery", images, "--top", "5", "-o", out)
-    assert "cached in" in third.stderr and len(list(out.parent.glob("*.features-*.npz"))) == 1
+    third = maskreid_cli("search", model_file, query, "--gallery", images, "--top", "5", "-o", out, "--cache-dir", cache)
+    assert "cached in" in third.stderr and len(list(cache.glob("*.features-*.npz"))) == 1
 
 
 def test_search_streams_a_parquet_gallery_in_chunks_with_the_same_ranking(model_file: Path, images: Path,
                                                                           tmp_path: Path) -> None:
     query = images / "cam2" / "0004_c2s1_000042_00.jpg"
     assert maskreid_cli("extract", model_file, images, "-o", tmp_path / "g.parquet").returncode == 0
-    # without -o the folder's features are cached in the current folder: the test's own, not the repository
-    from_folder = maskreid_cli("search", model_file, query, "--gallery", images, "--top", "6", cwd=tmp_path)
-    assert len(list(tmp_path.glob("gallery*.features-*.npz"))) == 1
+    from_folder = maskreid_cli("search", model_file, query, "--gallery", images, "--top", "6", "--cache-dir",
+                               tmp_path / "cache")
     streamed = maskreid_cli("search", model_file, query, "--gallery", tmp_path / "g.parquet", "--top", "6",
                             "--chunk", "5")
     assert streamed.returncode == 0, streamed.stderr
     assert "read from" in streamed.stderr and "in chunks of 5" in streamed.stderr
     assert streamed.stdout == from_folder.stdout and streamed.stdout.count("same person") >= 2
+
+
+def test_search_caches_in_the_user_cache_and_deletes_no_other_cache(model_file: Path, images: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --cache-dir a folder's features go to the user's cache folder, never the current folder; two
+    galleries with the same folder name, and one gallery under two models, keep a cache each."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    work = tmp_path / "work"
+    work.mkdir()
+    twin = tmp_path / "elsewhere" / images.name               # another gallery, the same folder name
+    shutil.copytree(images / "cam1", twin)
+    other_model = tmp_path / "other.pt"
+    shutil.copy(model_file, other_model)
+    query = images / "cam1" / "0002_c1s1_000021_00.jpg"
+    for model, gallery in ((model_file, images), (model_file, twin), (other_model, images)):
+        result = maskreid_cli("search", model, query, "--gallery", gallery, cwd=work)
+        assert result.returncode == 0 and "cached in" in result.stderr, result.stderr
+    caches = sorted((tmp_path / "xdg" / "maskreid" / "galleries").glob("*.features-*.npz"))
+    assert len(caches) == 3 and list(work.iterdir()) == []
+    again = maskreid_cli("search", model_file, query, "--gallery", twin, cwd=work)
+    assert "reused from" in again.stderr
+
+
+def test_an_approximate_index_lists_only_the_neighbours_it_found(model_file: Path, images: Path,
+                                                                 tmp_path: Path) -> None:
+    """ivf with one list probed finds fewer than --top neighbours in a 400-image gallery of 10 lists: faiss pads
+    with index -1 and a huge distance; the command lists the real ones and says how many."""
+    from maskreid.serve.gallery import FeatureTable, save_features
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(400, SPEC.embedding_dim)).astype(np.float32)
+    gallery = tmp_path / "random.npz"
+    save_features(FeatureTable([f"img{i}.jpg" for i in range(400)], [None] * 400, [None] * 400, features, SPEC),
+                  gallery)
+    query = images / "cam1" / "0002_c1s1_000021_00.jpg"
+    result = maskreid_cli("search", model_file, query, "--gallery", gallery, "--index", "ivf", "--nprobe", "1",
+                          "--top", "100")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line[:3].strip().isdigit()]
+    assert 0 < len(rows) < 100 and all(float(row[1]) < 1e3 for row in rows)
+    assert [row[2] for row in rows] == [row[2] for row in rows if row[2].startswith("img")]
+    assert f"{len(rows)} of the 100 neighbours asked for were found" in result.stderr
+
+
+def test_out_of_range_counts_are_refused_by_name(model_file: Path, images: Path, tmp_path: Path) -> None:
+    query = images / "cam1" / "0002_c1s1_000021_00.jpg"
+    cases = [("extract", model_file, images, "-o", tmp_path / "f.npz", "--batch-size", "0"),
+             ("search", model_file, query, "--gallery", images, "--top", "0"),
+             ("search", model_file, query, "--gallery", images, "--nprobe", "-3"),
+             ("search", model_file, query, "--gallery", images, "--chunk", "many"),
+             ("search", model_file, query, "--gallery", images, "--device", "gpu"),
+             ("evaluate-distances", tmp_path / "d.npz", "--lambda", "2")]
+    for args in cases:
+        result = maskreid_cli(*args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        option = [a for a in args if str(a).startswith("--")][-1]
+        assert f"argument {option}" in result.stderr
+    assert not (tmp_path / "f.npz").exists()
+
+
+def test_a_gpu_asked_for_where_there_is_none_is_a_clear_error(model_file: Path, images: Path, tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = maskreid_cli("extract", model_file, images, "-o", tmp_path / "f.npz", "--device", "cuda")
+    assert result.returncode == 1 and "torch sees no CUDA GPU" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_version_module_entry_and_defaults_in_help() -> None:
+    from importlib.metadata import version
+
+    by_module = subprocess.run([sys.executable, "-m", "maskreid", "--version"], capture_output=True, text=True)
+    assert by_module.returncode == 0 and by_module.stdout.strip() == f"maskreid {version('maskreid')}"
+    for command in ("extract", "search", "evaluate-distances", "ablation", "diagnose-masks"):   # export: no options
+        result = maskreid_cli(command, "--help")
+        assert result.returncode == 0
+        options = [line for line in result.stdout.splitlines() if line.strip().startswith("--")]
+        described = result.stdout.replace("\n", " ")
+        assert options and described.count("(default:") >= 1, command
+    search_help = maskreid_cli("search", "--help").stdout
+    assert "(default: 10)" in search_help and "maskreid/galleries" in search_help
 
 
 def test_search_a_feature_file_of_another_model_is_refused(model_file: Path, images: Path, tmp_path: Path) -> None:

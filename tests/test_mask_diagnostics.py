@@ -10,6 +10,7 @@ from maskreid.masks.diagnostics import (
     brightness_correlation,
     checkerboard_share,
     mask_statistics,
+    mask_terms,
     triplet_terms,
 )
 from maskreid.models.extractor import FeatureExtractor
@@ -94,3 +95,22 @@ def test_a_strided_net_depends_on_some_positions_of_each_cell_and_the_alignment_
     copied = 0.2 * blob + saliency / saliency.max()
     assert lattice_alignment(copied, saliency) > 0.99
     assert abs(lattice_alignment(blob + 0.01 * torch.rand(64, 64), saliency)) < 0.5
+
+
+def test_mask_terms_measure_f_in_eval_mode_as_stage_2_uses_it() -> None:
+    """A freshly built or loaded F is in train mode; L_mask's identity term must still be measured with
+    BatchNorm's running statistics (stage 2's F is in eval mode), whatever mode F and M come in, and leave it."""
+    from maskreid.models.unet import UNet
+
+    torch.manual_seed(0)
+    extractor, mask_net = FeatureExtractor("resnet18", 16), UNet(4)
+    for module in extractor.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    images = torch.randn(6, 3, 64, 32)
+    as_trained = mask_terms(mask_net, extractor.train(), images, Normalizer(), 0.95, 1.0)
+    assert extractor.training and mask_net.training                  # left as they came
+    in_eval = mask_terms(mask_net.eval(), extractor.eval(), images, Normalizer(), 0.95, 1.0)
+    assert not extractor.training
+    assert as_trained == in_eval and in_eval["identity_weighted"] > 0

@@ -133,3 +133,17 @@ def test_soft_mask_in_normalized_space_removes_towards_the_mean_colour() -> None
     torch.testing.assert_close(normalized, torch.zeros_like(dark))     # the mean colour
     with pytest.raises(ValueError, match="mask_space: 'hsv' is not one of pixel, normalized"):
         apply_soft_mask(dark, off, norm, "hsv")
+
+
+def test_ties_at_the_threshold_are_broken_by_pixel_order_in_every_precision() -> None:
+    """A third of the pixels share the top value, more than drop_ratio asks for: the hidden ones are the first of
+    them in row-major order (torch.topk picks among ties in no promised order), in fp32 and bf16 alike."""
+    from maskreid.models.masking import top_fraction_mask
+
+    masks = torch.zeros(2, 1, 128, 64)
+    masks.view(2, -1)[:, ::3] = 1.0                      # 2,731 tied pixels; 30% of 8,192 is 2,458
+    for dtype in (torch.float32, torch.bfloat16):
+        hidden = (top_fraction_mask(masks.to(dtype), 0.3).float().view(2, -1) == 0)
+        expected = torch.zeros(2, 128 * 64, dtype=torch.bool)
+        expected[:, torch.arange(0, 128 * 64, 3)[:2458]] = True
+        assert torch.equal(hidden, expected), dtype

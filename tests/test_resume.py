@@ -68,8 +68,8 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.T
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_stage_resumes_to_identical_weights(tmp_path: Path, uninterrupted: dict, sig: int) -> None:
-    """SIGKILL: resumed, the weights equal the uninterrupted run's. SIGTERM: a clean exit (130, a message, no
-    temporary file), leaving a complete progress file."""
+    """Killed (SIGKILL) or stopped the way a scheduler or `kill` stops it (SIGTERM: a clean exit, 130, a message,
+    no temporary file), the stage resumes from its progress file to the weights of the uninterrupted run."""
     root = _project(tmp_path / "p")
     paths = DatasetPaths("synthetic", root)
     proc = _stage(root)
@@ -84,8 +84,6 @@ def test_killed_stage_resumes_to_identical_weights(tmp_path: Path, uninterrupted
     saved_epoch = _epoch_of(paths.progress(1))
     assert 2 <= saved_epoch < EPOCHS
     assert not list(paths.checkpoint(1).parent.glob("*.tmp"))
-    if sig == signal.SIGTERM:
-        return      # the same progress file as after SIGKILL, which is resumed below (seconds saved)
 
     again = _stage(root)
     output = again.communicate(timeout=300)[0]
@@ -99,6 +97,35 @@ def test_killed_stage_resumes_to_identical_weights(tmp_path: Path, uninterrupted
     assert _steps(paths.live(1) / "plots/metrics/loss/triplet.tsv") == list(range(1, EPOCHS + 1))
     assert _steps(paths.live(1) / "plots/metrics/lr.tsv") == list(range(1, EPOCHS + 1))
     assert json.loads((paths.live(1) / "metrics.json").read_text())["step"] == EPOCHS
+
+
+def test_a_stage_whose_parent_is_killed_stops_and_resumes(tmp_path: Path, uninterrupted: dict) -> None:
+    """`kill <dvc>` (SIGTERM to `dvc repro` alone) must not leave the stage training on, unrecorded, to a finished
+    progress file that the next `dvc repro` cannot resume: the stage stops with its parent, and resumes."""
+    root = _project(tmp_path / "p")
+    paths = DatasetPaths("synthetic", root)
+    log = tmp_path / "stage.log"
+    launcher = ("import subprocess, sys\n"
+                f"stage = subprocess.Popen([sys.executable, {str(REPO / 'stages' / 'train_extractor.py')!r}, 'synthetic'],"
+                f" stdout=open({str(log)!r}, 'w'), stderr=subprocess.STDOUT)\n"
+                "print(stage.pid, flush=True)\nstage.wait()\n")
+    parent = subprocess.Popen([sys.executable, "-c", launcher], cwd=root, env={**os.environ, "PYTHONPATH": str(REPO)},
+                              stdout=subprocess.PIPE, text=True)
+    stage_pid = int(parent.stdout.readline())
+    _wait_for_epoch(paths.progress(1), 2, parent)
+    parent.send_signal(signal.SIGTERM)                       # as `kill` does to dvc: the parent alone
+    parent.wait(timeout=30)
+    deadline = time.time() + 60
+    while Path(f"/proc/{stage_pid}").exists() and "zombie" not in Path(f"/proc/{stage_pid}/status").read_text():
+        assert time.time() < deadline, "the stage trained on after its parent died"
+        time.sleep(0.1)
+    assert "interrupted: synthetic stopped" in log.read_text()
+    assert 2 <= _epoch_of(paths.progress(1)) < EPOCHS and not paths.checkpoint(1).exists()
+    again = _stage(root)
+    output = again.communicate(timeout=300)[0]
+    assert again.returncode == 0 and "resuming after epoch" in output, output
+    resumed = torch.load(paths.checkpoint(1), weights_only=True)["extractor"]
+    assert all(torch.equal(resumed[key], uninterrupted[key]) for key in uninterrupted)
 
 
 def _steps(tsv: Path) -> list[int]:

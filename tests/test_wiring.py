@@ -255,3 +255,55 @@ def test_precision_auto_follows_the_hardware_and_fp16_is_refused_on_the_cpu(monk
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert precision.resolve_precision("auto", torch.device("cuda")) == torch.bfloat16
     assert MixedPrecision("fp32", cpu).name == "fp32"
+
+
+def test_bf16_on_the_cpu_is_kept_off_maps_where_it_returns_nan(monkeypatch) -> None:
+    """A crop below 128x64 gives F's layer4 a map as small as 4x2, where the CPU's bf16 convolutions return NaN:
+    auto trains in fp32 there, an explicit bf16 is refused with the reason; GPUs and larger crops are unaffected."""
+    import maskreid.runtime.precision as precision
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
+    assert precision.resolve_precision("auto", cpu, (64, 32)) is None
+    assert precision.resolve_precision("auto", cpu, (96, 64)) is None
+    assert precision.resolve_precision("auto", cpu, (128, 64)) == torch.bfloat16
+    assert precision.resolve_precision("bf16", cpu, (256, 128)) == torch.bfloat16
+    with pytest.raises(ValueError, match=r"bf16 on the CPU with crop \[64, 32\].*NaN.*fp32"):
+        precision.resolve_precision("bf16", cpu, (64, 32))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert precision.resolve_precision("auto", torch.device("cuda"), (64, 32)) == torch.bfloat16
+    assert MixedPrecision("auto", cpu, (64, 32)).name == "fp32"
+    from maskreid.runtime.provenance import provenance
+
+    record = provenance(cpu, "auto", (64, 32))
+    assert record["precision_resolved_here"] == "fp32" and record["cpu_bf16"] is True
+
+
+def test_a_nan_loss_in_bf16_names_precision_as_the_first_suspect() -> None:
+    from maskreid.train.epochs import NonFiniteLossError, _check_finite
+
+    with pytest.raises(NonFiniteLossError, match=r"training in bf16: a suspect first .*precision fp32"):
+        _check_finite(torch.tensor(float("nan")), "train_extractor (stage 1)", 0, 3, "bf16")
+    with pytest.raises(NonFiniteLossError, match=r"lower the learning rate\?"):
+        _check_finite(torch.tensor(float("inf")), "train_extractor (stage 1)", 0, 3, "fp32")
+
+
+def test_a_bf16_training_step_on_a_known_good_shape_runs_and_learns() -> None:
+    """The bf16 path, in emulation where the CPU has no bf16 units: one stage-1 step of ResNet-18 at 128x64 in
+    bf16 autocast gives a finite loss and moves F's weights."""
+    from maskreid.train.epochs import train_extractor_epoch
+
+    torch.manual_seed(0)
+    extractor = FeatureExtractor("resnet18", 32).to(memory_format=torch.channels_last)
+    cache = ImageCache(torch.randint(0, 255, (8, 3, 134, 67), dtype=torch.uint8), np.repeat(np.arange(4), 2),
+                       np.tile([1, 2], 4), [f"{i}.jpg" for i in range(8)])
+    amp = MixedPrecision("bf16", torch.device("cpu"), (128, 64))
+    make = BatchMaker(cache, (128, 64), 0.5, torch.device("cpu"), torch.Generator().manual_seed(0),
+                      Normalizer("cpu"), amp, torch.channels_last)
+    before = [p.detach().clone() for p in extractor.parameters()]
+    optimizer = torch.optim.Adam(extractor.parameters(), lr=1e-3)
+    one_batch = [[0, 1, 2, 3, 4, 5, 6, 7]]                   # 4 identities x 2 images
+    record = train_extractor_epoch(extractor, optimizer, make, one_batch, 1.0, 0)
+    assert amp.name == "bf16" and np.isfinite(record["triplet"]) and record["triplet"] > 0
+    moved = [not torch.equal(b, p) for b, p in zip(before, extractor.parameters())]
+    assert moved[0] and moved[-1] and sum(moved) >= len(moved) // 2        # the first conv and the head learn

@@ -121,12 +121,20 @@ def border_ratio(masks: torch.Tensor) -> float:
 
 def mask_terms(mask_net: nn.Module, extractor: nn.Module, images: torch.Tensor, normalizer: Normalizer,
                lambda2: float, sparsity_weight: float, space: str = "pixel") -> dict[str, float]:
-    """L_mask's three terms as weighted in Eq. 6, on one batch (eval mode, no update)."""
-    with torch.no_grad():
-        masks = mask_net(images).float()
-        ident = losses.identity_loss(extractor(images).float(),
-                                     extractor(apply_soft_mask(images, masks, normalizer, space)).float())
-        sparse, contig = losses.sparsity_loss(masks), losses.contiguity_loss(masks)
+    """L_mask's three terms as weighted in Eq. 6, on one batch, with F and M in eval mode as stage 2's F is
+    (BatchNorm's running statistics, not the batch's), no update; both modules are left in the mode they came in."""
+    modes = [(module, module.training) for module in (mask_net, extractor)]
+    try:
+        mask_net.eval()
+        extractor.eval()
+        with torch.no_grad():
+            masks = mask_net(images).float()
+            ident = losses.identity_loss(extractor(images).float(),
+                                         extractor(apply_soft_mask(images, masks, normalizer, space)).float())
+            sparse, contig = losses.sparsity_loss(masks), losses.contiguity_loss(masks)
+    finally:
+        for module, training in modes:
+            module.train(training)
     return {"identity_weighted": float(lambda2 * ident),
             "sparsity_weighted": float((1 - lambda2) * sparsity_weight * sparse),
             "contiguity_weighted": float((1 - lambda2) * contig)}

@@ -42,17 +42,20 @@ def hidden_count(h: int, w: int, drop_ratio: float) -> int:
 
 
 def _keep_from_scores(scores: torch.Tensor, n_hide: int, h: int, w: int) -> torch.Tensor:
-    """Keep-mask (b, 1, h, w) hiding the n_hide highest-scoring pixels of each image."""
+    """Keep-mask (b, 1, h, w) hiding the n_hide highest-scoring pixels of each image. Equal scores (many, in bf16,
+    or where M saturates) are taken in pixel order: a stable sort, not topk, which promises no order for ties, so
+    the same masks hide the same pixels on every machine."""
     b = scores.shape[0]
     keep = torch.ones(b, h * w, dtype=torch.float32, device=scores.device)
     if n_hide > 0:
-        keep.scatter_(1, scores.reshape(b, h * w).topk(n_hide, dim=1).indices, 0.0)
+        order = scores.reshape(b, h * w).sort(dim=1, descending=True, stable=True).indices
+        keep.scatter_(1, order[:, :n_hide], 0.0)
     return keep.view(b, 1, h, w)
 
 
 def top_fraction_mask(masks: torch.Tensor, drop_ratio: float) -> torch.Tensor:
     """Keep-mask (1 = keep, 0 = hide) hiding exactly round(drop_ratio * h * w) pixels per image: those with
-    the highest mask values (ties broken by position, so the count is exact)."""
+    the highest mask values (ties broken by pixel order, row-major, so the count and the pixels are exact)."""
     b, _, h, w = masks.shape
     return _keep_from_scores(masks, hidden_count(h, w, drop_ratio), h, w).to(masks.dtype)
 

@@ -30,7 +30,7 @@ from maskreid.models.build import build_extractor, layout, load_extractor, load_
 from maskreid.models.checkpoints import load_checkpoint
 from maskreid.params import Params
 from maskreid.paths import DatasetPaths
-from maskreid.runtime.device import pick_device, seed_everything
+from maskreid.runtime.device import pick_device, seed_everything, stream_seed
 from maskreid.runtime.provenance import provenance
 
 log = logging.getLogger("maskreid")
@@ -52,7 +52,7 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
     scored = gallery.pids != JUNK_PID                 # the standard protocol never ranks junk
     crop = params.input.crop
 
-    seed_everything(params.seed)  # the same initial F as stage 1 starts from
+    seed_everything(stream_seed(params.seed, 1, "init"))  # the same initial F as stage 1 starts from
     models: dict[str, Callable[[ImageCache], np.ndarray]] = {
         "untrained": _embedder(build_extractor(params).to(device, memory_format=layout(params)), params, device),
         "color_histogram": lambda cache: color_histograms(cache, crop),
@@ -105,7 +105,7 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
                                                    "never re-ranked",
                                     "gallery_images": len(gallery), **authors},
                "training": {f"stage{n}": load_checkpoint(paths.checkpoint(n)).get("training") for n in (1, 2, 3)},
-               "provenance": {**provenance(device, params.precision),
+               "provenance": {**provenance(device, params.precision, params.input.crop),
                               "evaluate_seconds": round(time.perf_counter() - began, 1)}}
     draw_ranked_samples(query, gallery, scored, {k: scored_distances[k] for k in ("stage1", "stage3")},
                         paths.ranked_lists, params.seed)

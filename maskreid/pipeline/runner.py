@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 
@@ -15,6 +16,8 @@ from maskreid.console import report_error
 from maskreid.params import ParamsError, load_params
 from maskreid.paths import DatasetPaths
 from maskreid.train.launch import relaunch_under_torchrun, under_torchrun
+
+PR_SET_PDEATHSIG = 1          # prctl(2): the signal a process gets when its parent dies
 
 
 def run_stage(description: str, action: str, target: str = "dataset", distributed: bool = False) -> None:
@@ -33,6 +36,7 @@ def run_stage(description: str, action: str, target: str = "dataset", distribute
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     # SIGTERM unwinds like Ctrl-C, so temporary files are cleaned up; progress files are already complete.
     signal.signal(signal.SIGTERM, _terminate)
+    _stop_with_parent()
     try:
         params = load_params(args.params)
         if distributed and params.distributed.processes > 1 and not under_torchrun():
@@ -56,3 +60,20 @@ def run_stage(description: str, action: str, target: str = "dataset", distribute
 
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _stop_with_parent() -> None:
+    """Linux: SIGTERM this stage when the process that started it (`dvc repro`) dies. Without it a `kill` of dvc
+    leaves the stage training on unrecorded: it finishes, marks its progress file complete, and the next `dvc repro`
+    (which deletes the stage's outputs first) starts it over. Stopped here instead, it resumes."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:            # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)

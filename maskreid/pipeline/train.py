@@ -27,7 +27,7 @@ from maskreid.models.checkpoints import load_checkpoint, save_checkpoint
 from maskreid.models.spec import ModelSpec, settings_hash
 from maskreid.params import Params
 from maskreid.paths import DatasetPaths
-from maskreid.runtime.device import pick_device, seed_everything
+from maskreid.runtime.device import pick_device, seed_everything, stream_seed
 from maskreid.runtime.precision import MixedPrecision
 from maskreid.runtime.provenance import device_name
 from maskreid.train.distributed import Cluster, start, stop, sync_batchnorm
@@ -45,13 +45,13 @@ log = logging.getLogger("maskreid")
 
 
 @contextmanager
-def _processes(params: Params, seed_offset: int) -> Iterator[tuple[Cluster, torch.device]]:
+def _processes(params: Params, stage: int) -> Iterator[tuple[Cluster, torch.device]]:
     """Join the torchrun process group when there is one, pick this rank's device, and seed: every rank with
     the same seeds, so they build the same models and draw the same batches (a run is reproducible for any
     number of processes; no rank has random draws of its own)."""
     cluster, device_setting = start(params.distributed.backend, params.distributed.timeout_s, params.device)
     try:
-        seed_everything(params.seed + seed_offset)
+        seed_everything(stream_seed(params.seed, stage, "init"))
         if cluster.enabled:
             log.info("rank %d of %d", cluster.rank, cluster.world)
         yield cluster, pick_device(device_setting)
@@ -69,7 +69,7 @@ def _load_train_split(params: Params, paths: DatasetPaths, cluster: Cluster) -> 
         cluster.barrier()
     if params.validation.eval_every == 0:
         return cache, None
-    return hold_out(cache, params.validation.ids, params.seed + 5, params.stage1.ids_per_batch)
+    return hold_out(cache, params.validation.ids, stream_seed(params.seed, 0, "held_out"), params.stage1.ids_per_batch)
 
 
 def _validator(params: Params, extractor: torch.nn.Module, held_out: ImageCache | None,
@@ -88,10 +88,10 @@ def _trainable(module: torch.nn.Module, params: Params, device: torch.device, cl
     return sync_batchnorm(module, device, cluster).to(device, memory_format=layout(params))
 
 
-def _batch_maker(params: Params, cache: ImageCache, device: torch.device, seed_offset: int,
-                 cluster: Cluster) -> BatchMaker:
-    generator = torch.Generator().manual_seed(params.seed + seed_offset)
-    amp = MixedPrecision(params.precision, device)
+def _batch_maker(params: Params, cache: ImageCache, device: torch.device, stage: int, cluster: Cluster,
+                 purpose: str = "augment") -> BatchMaker:
+    generator = torch.Generator().manual_seed(stream_seed(params.seed, stage, purpose))
+    amp = MixedPrecision(params.precision, device, params.input.crop)
     if cluster.is_main:
         log.info("training precision: %s on %s", amp.name, device)
     return BatchMaker(cache, params.input.crop, params.input.flip, device, generator, Normalizer(device), amp,
@@ -141,7 +141,8 @@ def _train(name: str, epochs: int, step: Callable[[int], dict[str, float]], stat
     start = 0
     saved = progress.load()
     rows: list[dict] = []
-    if saved is not None and isinstance(saved["logs"], dict) and "rows" in saved["logs"]:
+    if saved is not None and isinstance(saved["logs"], dict) and "rows" in saved["logs"] \
+            and state.fits(saved["state"]):
         state.restore(saved["state"])
         rows, start = list(saved["logs"]["rows"]), int(saved["epoch"])
         log.info("%s: resuming after epoch %d of %d (%s)", name, start, epochs, progress.path)
@@ -180,12 +181,12 @@ def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
 
 def train_stage1(params: Params, paths: DatasetPaths) -> None:
     """Stage 1: F alone with the batch-hard triplet loss."""
-    with _processes(params, 0) as (cluster, device):
+    with _processes(params, 1) as (cluster, device):
         extractor = _trainable(build_extractor(params), params, device, cluster)
         model = cluster.wrap(extractor, device)
         cache, held_out = _load_train_split(params, paths, cluster)
         s1 = params.stage1
-        sampler = PKSampler(cache.pids, s1.ids_per_batch, s1.images_per_id, params.seed)
+        sampler = PKSampler(cache.pids, s1.ids_per_batch, s1.images_per_id, stream_seed(params.seed, 1, "sampler"))
         optimizer = torch.optim.Adam(extractor.parameters(), lr=s1.lr)
         make = _batch_maker(params, cache, device, 1, cluster)
         state = TrainingState({"extractor": extractor}, {"extractor": optimizer}, {"augment": make.generator},
@@ -209,7 +210,7 @@ def train_stage2(params: Params, paths: DatasetPaths) -> None:
         cache, _ = _load_train_split(params, paths, cluster)
         optimizer = torch.optim.Adam(mask_net.parameters(), lr=params.stage2.lr)
         make = _batch_maker(params, cache, device, 2, cluster)
-        rng = np.random.default_rng(params.seed + 2)
+        rng = np.random.default_rng(stream_seed(params.seed, 2, "batches"))
         state = TrainingState({"mask": mask_net}, {"mask": optimizer}, {"augment": make.generator},
                               {"batches": rng})
         progress = Progress(paths.progress(2), fingerprint(_stage_settings(params, 2),
@@ -239,15 +240,18 @@ def train_stage3(params: Params, paths: DatasetPaths) -> None:
         mask_model = cluster.wrap(mask_net, device) if learned else mask_net
         cache, held_out = _load_train_split(params, paths, cluster)
         s1 = params.stage1
-        sampler = PKSampler(cache.pids, s1.ids_per_batch, s1.images_per_id, params.seed + 3)
+        sampler = PKSampler(cache.pids, s1.ids_per_batch, s1.images_per_id, stream_seed(params.seed, 3, "sampler"))
         opt_f = torch.optim.Adam(extractor.parameters(), lr=s1.lr)
         opt_m = torch.optim.Adam(mask_net.parameters(), lr=params.stage2.lr)
         opt_m.load_state_dict(stage2["mask_optimizer"])
         make = _batch_maker(params, cache, device, 3, cluster)
-        hide_generator = torch.Generator().manual_seed(params.seed + 4)
-        rng = np.random.default_rng(params.seed + 3)
+        # M's updates augment with a generator of their own: F's batches are then the same draws whether or not
+        # M is updated (learned hiding against the controls differ in the hiding alone)
+        mask_make = _batch_maker(params, cache, device, 3, cluster, "mask_augment")
+        hide_generator = torch.Generator().manual_seed(stream_seed(params.seed, 3, "hiding"))
+        rng = np.random.default_rng(stream_seed(params.seed, 3, "batches"))
         state = TrainingState({"extractor": extractor, "mask": mask_net}, {"extractor": opt_f, "mask": opt_m},
-                              {"augment": make.generator, "hiding": hide_generator},
+                              {"augment": make.generator, "mask_augment": mask_make.generator, "hiding": hide_generator},
                               {"sampler": sampler.rng, "batches": rng})
         progress = Progress(paths.progress(3), fingerprint(_stage_settings(params, 3), [
             paths.manifest, paths.checkpoint(1), paths.checkpoint(2)]))
@@ -262,7 +266,7 @@ def train_stage3(params: Params, paths: DatasetPaths) -> None:
                                        params.hiding, hide_generator, params.mask_space, params.freeze_hidden_bn))
             if learned and (epoch + 1) % params.mask_update_every == 0:
                 values.update(_prefixed("mask_update", train_mask_epoch(
-                    mask_model, extractor, opt_m, make, params.stage2.batch_size, params.lambda2,
+                    mask_model, extractor, opt_m, mask_make, params.stage2.batch_size, params.lambda2,
                     params.sparsity_weight, rng, epoch, stage="train_joint (stage 3, M update)",
                     mask_space=params.mask_space)))
             return values

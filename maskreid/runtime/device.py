@@ -1,4 +1,4 @@
-"""Where a stage computes and how its random draws start: the device setting and the seeding of every RNG."""
+"""Where a stage computes and how its random draws start: the device setting and the seed of every random stream."""
 
 from __future__ import annotations
 
@@ -8,9 +8,23 @@ import numpy as np
 import torch
 
 
+# Every random stream of a training run, named by its purpose; with the stage that draws it (0: the same in
+# every stage) and the run's `seed`, it gives the stream's seed
+STREAMS = ("init", "augment", "sampler", "batches", "hiding", "held_out", "mask_augment")
+
+
+def stream_seed(seed: int, stage: int, purpose: str) -> int:
+    """The 64-bit seed of one random stream, spawned from (seed, stage, purpose) by numpy's SeedSequence, so no
+    two streams of any two runs coincide (with `seed + offset`, stage 3's sampler of seed s was stage 1's of
+    seed s + 3)."""
+    words = np.random.SeedSequence(seed, spawn_key=(stage, STREAMS.index(purpose))).generate_state(2, np.uint32)
+    return (int(words[0]) << 32) | int(words[1])
+
+
 def seed_everything(seed: int) -> None:
+    """Python's, NumPy's global and torch's generators (what building a model draws from)."""
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)        # the legacy global generator takes 32 bits
     torch.manual_seed(seed)
 
 

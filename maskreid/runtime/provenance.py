@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from maskreid.runtime.precision import resolve_precision
+from maskreid.runtime.precision import cpu_has_fast_bf16, resolve_precision
 
 PACKAGES = ("torch", "torchvision", "timm", "dvc", "numpy", "maskreid")
 
@@ -34,10 +34,15 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def provenance(device: torch.device, precision: str) -> dict[str, Any]:
-    """Versions, device and the training precision this machine resolves `precision` to."""
-    dtype = resolve_precision(precision, device) if not (precision == "fp16" and device.type != "cuda") else None
-    return {"device": str(device), "device_name": device_name(device), "cpu_threads": torch.get_num_threads(),
+def provenance(device: torch.device, precision: str, crop: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Versions, device (the CPU's model and whether it computes in bf16) and the training precision this
+    machine resolves `precision` to at this crop: results move between bf16 and fp32 machines."""
+    try:
+        dtype = resolve_precision(precision, device, crop)
+    except ValueError:               # fp16 or a small-crop bf16 asked for here: this machine would refuse it
+        dtype = None
+    return {"device": str(device), "device_name": device_name(device), "cpu_bf16": cpu_has_fast_bf16(),
+            "cpu_threads": torch.get_num_threads(),
             "precision_param": precision,
             "precision_resolved_here": {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[dtype],
             "python": platform.python_version(), "platform": platform.platform(),

@@ -31,19 +31,26 @@ def check_same_model(found: ModelSpec, expected: ModelSpec, gallery: Path, model
                            f"{found.dataset}, params {found.params_hash}) than {model}")
 
 
+def cache_name(gallery: Path, model: Path) -> str:
+    """The stem of one (gallery folder, model) pair's cache: the folder's name and a key of both absolute paths,
+    so two galleries with the same folder name, or one gallery under two models, never share or delete a cache."""
+    pair = f"{gallery.resolve()}\0{model.resolve()}"
+    return f"{gallery.resolve().name}-{files_key([], salt=pair)[:12]}"
+
+
 def cached_features(gallery: Path, model: Path, embedder: Embedder, cache_dir: Path,
                     batch_size: int) -> tuple[FeatureTable, str | None]:
     """A feature file as given, or a folder's features, extracted once and cached in cache_dir (reused while
-    neither the images nor the model change); says where they came from."""
+    neither the images nor the model change; the pair's older cache is replaced); says where they came from."""
     if gallery.is_file():
         return load_features(gallery), None
     files = collect_images([gallery])
-    key = files_key([Path(p).resolve() for p in [model, *files]])
-    cache = cache_dir / f"{gallery.resolve().name}.features-{key}.npz"
+    stem = cache_name(gallery, model)
+    cache = cache_dir / f"{stem}.features-{files_key([Path(p).resolve() for p in [model, *files]])}.npz"
     if cache.is_file():
         return load_features(cache), f"gallery features reused from {cache}"
     table = extract_files(embedder, files, batch_size, "skip")
-    for old in cache_dir.glob(f"{gallery.resolve().name}.features-*.npz"):
+    for old in cache_dir.glob(f"{stem}.features-*.npz"):
         old.unlink()
     save_features(table, cache)
     skipped = f"; {len(table.skipped)} undecodable image(s) skipped" if table.skipped else ""

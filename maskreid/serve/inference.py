@@ -37,9 +37,9 @@ def preprocess(images: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
 
 
 class TorchEmbedder:
-    """F in PyTorch, eval mode, fp32 (the CPU here has no bf16 units; see docs/BENCHMARKS.md)."""
+    """F in PyTorch, eval mode, fp32 (the CPU here has no bf16 units; see docs/BENCHMARKS.md), on `device`."""
 
-    def __init__(self, path: Path, channels_last: bool = True) -> None:
+    def __init__(self, path: Path, channels_last: bool = True, device: torch.device | str = "cpu") -> None:
         from maskreid.models.build import extractor_with_weights
 
         self.source = Path(path)
@@ -61,18 +61,19 @@ class TorchEmbedder:
         except CheckpointError as err:
             raise ModelLoadError(str(err)) from err
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model.eval().to(memory_format=self.memory_format)
+        self.device = torch.device(device)
+        self.model.eval().to(self.device, memory_format=self.memory_format)
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> np.ndarray:
-        batch = preprocess(images, self.spec).to(memory_format=self.memory_format)
-        return self.model(batch).float().numpy()
+        batch = preprocess(images, self.spec).to(self.device, memory_format=self.memory_format)
+        return self.model(batch).float().cpu().numpy()
 
 
 class OnnxEmbedder:
     """The ONNX export run by onnxruntime; preprocessing from the metadata the export recorded."""
 
-    def __init__(self, path: Path, threads: int = 0) -> None:
+    def __init__(self, path: Path, threads: int = 0, device: torch.device | str = "cpu") -> None:
         import onnxruntime as ort
 
         self.source = Path(path)
@@ -81,7 +82,7 @@ class OnnxEmbedder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(self.source), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(self.source), options, providers=onnx_providers(device))
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ModelLoadError(f"{self.source}: not a readable ONNX model ({str(err).splitlines()[0]})") from err
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -99,11 +100,25 @@ class OnnxEmbedder:
         return self.session.run(None, {self.input_name: batch})[0].astype(np.float32, copy=False)
 
 
-def load_embedder(path: Path | str) -> Embedder:
-    """A checkpoint (.pt) or an ONNX export (.onnx), chosen by the file's suffix."""
+def onnx_providers(device: torch.device | str) -> list[str]:
+    """onnxruntime's providers for `device`: CUDA first on a GPU (the onnxruntime-gpu package provides it), the
+    CPU otherwise; a GPU asked for where onnxruntime has no CUDA provider is an error, not a silent CPU run."""
+    import onnxruntime as ort
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise ModelLoadError(f"device {device}: this onnxruntime has no CUDA provider (install onnxruntime-gpu), "
+                             "or use --device cpu")
+    return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+
+
+def load_embedder(path: Path | str, device: torch.device | str = "cpu") -> Embedder:
+    """A checkpoint (.pt) or an ONNX export (.onnx), chosen by the file's suffix, computing on `device`."""
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: model file not found")
     if path.suffix.lower() == ".onnx":
-        return OnnxEmbedder(path)
-    return TorchEmbedder(path)
+        return OnnxEmbedder(path, device=device)
+    return TorchEmbedder(path, device=device)

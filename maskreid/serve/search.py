@@ -81,6 +81,13 @@ class GalleryIndex:
         return np.sqrt(np.maximum(squared, 0)), indices
 
 
+def real_neighbours(distances: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One query's row of `GalleryIndex.search` without the places faiss fills with index -1 (and a huge
+    distance) when an approximate index finds fewer than k neighbours (ivf with few lists probed, hnsw)."""
+    found = indices >= 0
+    return distances[found], indices[found]
+
+
 def build_index(chunks: Iterable[np.ndarray], dim: int, settings: IndexSettings = IndexSettings(),
                 expected_size: int = 0, ivf_sample: int = 100_000) -> GalleryIndex:
     """Fill an index from feature chunks; ivf is trained on the first `ivf_sample` rows seen."""

@@ -78,11 +78,13 @@ def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> Itera
             yield batch
 
 
-def _check_finite(value: torch.Tensor, stage: str, epoch: int, step: int) -> None:
+def _check_finite(value: torch.Tensor, stage: str, epoch: int, step: int, precision: str = "fp32") -> None:
     if not torch.isfinite(value):
+        suspect = ("training in bf16: a suspect first (bf16 convolutions on small feature maps return NaN on "
+                   "some CPUs, docs/troubleshooting.md; try precision fp32), then the learning rate"
+                   if precision == "bf16" else "lower the learning rate?")
         raise NonFiniteLossError(f"{stage}: loss is {value.item()} at epoch {epoch + 1}, step {step + 1}; "
-                                 "training stopped (lower the learning rate?). The last complete checkpoint "
-                                 "was kept.")
+                                 f"training stopped ({suspect}). The last complete checkpoint was kept.")
 
 
 def _mean(records: list[dict[str, float]]) -> dict[str, float]:
@@ -103,7 +105,7 @@ def train_extractor_epoch(extractor: nn.Module, optimizer: torch.optim.Optimizer
         with make.amp.autocast():
             embeddings = make.cluster.gather(extractor(images), len(indices))   # the whole batch, for mining
         loss = losses.batch_hard_triplet(embeddings.float(), pids, margin)
-        _check_finite(loss, "train_extractor (stage 1)", epoch, step)
+        _check_finite(loss, "train_extractor (stage 1)", epoch, step, make.amp.name)
         make.amp.step(loss, optimizer)
         records.append({"triplet": loss.item()})
     return _mean(records)
@@ -141,7 +143,7 @@ def train_mask_epoch(mask_net: nn.Module, extractor: nn.Module, optimizer: torch
             sparse = losses.sparsity_loss(masks)
             contig = losses.contiguity_loss(masks)
             loss = losses.mask_loss(ident, sparse, contig, lambda2, sparsity_weight)
-            _check_finite(loss, stage, epoch, step)
+            _check_finite(loss, stage, epoch, step, make.amp.name)
             make.amp.step(loss, optimizer)
             records.append({"mask": loss.item(), "identity": ident.item(), "sparsity": sparse.item(),
                             "contiguity": contig.item(), "mask_mean": masks.mean().item()})
@@ -197,7 +199,7 @@ def train_joint_epoch(extractor: nn.Module, mask_net: nn.Module | None, optimize
         else:
             t_hidden = losses.batch_hard_triplet(emb_hidden.float(), pids, margin)
             loss = losses.extractor_loss(t_orig, t_hidden, lambda1)
-        _check_finite(loss, "train_joint (stage 3)", epoch, step)
+        _check_finite(loss, "train_joint (stage 3)", epoch, step, make.amp.name)
         make.amp.step(loss, optimizer)
         records.append({"extractor": loss.item(), "triplet_original": t_orig.item(),
                         "triplet_hidden": t_hidden.item()})

@@ -57,6 +57,11 @@ class TrainingState:
             "torch_rng": torch.get_rng_state(),
         }
 
+    def fits(self, saved: dict[str, Any]) -> bool:
+        """Whether a saved state holds exactly this state's parts (an older maskreid's may lack a generator)."""
+        return all(set(saved.get(part) or {}) == set(getattr(self, part)) for part in
+                   ("modules", "optimizers", "generators", "rngs"))
+
     def restore(self, saved: dict[str, Any]) -> None:
         for k, m in self.modules.items():
             m.load_state_dict(saved["modules"][k])
