@@ -28,12 +28,7 @@ from maskreid.data.transforms import Normalizer
 from maskreid.models.extractor import FeatureExtractor
 from maskreid.models.unet import UNet
 from maskreid.runtime.precision import MixedPrecision
-from maskreid.train.epochs import (
-    BatchMaker,
-    train_extractor_epoch,
-    train_joint_epoch,
-    train_mask_epoch,
-)
+from maskreid.train.epochs import BatchMaker, train_extractor_epoch, train_joint_epoch, train_mask_epoch
 
 
 def _sync(device: torch.device) -> None:

@@ -23,14 +23,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from market_case import (  # noqa: E402
-    euclidean_f32,
-    load_case,
-    max_metric_difference,
-    peak_rss_kb,
-    reset_peak_rss,
-    run_children,
-)
+from market_case import euclidean_f32, load_case, max_metric_difference, peak_rss_kb, reset_peak_rss, run_children  # noqa: E402
 
 OUT = HERE / ".cache"
 

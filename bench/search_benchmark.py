@@ -20,12 +20,7 @@ import numpy as np
 import torch
 
 from maskreid.runtime.provenance import device_name
-from maskreid.serve.search import (
-    IndexSettings,
-    brute_force_search,
-    build_index,
-    recall_at_k,
-)
+from maskreid.serve.search import IndexSettings, brute_force_search, build_index, recall_at_k
 
 
 def feature_chunks(n: int, dim: int, chunk: int, seed: int):

@@ -24,12 +24,7 @@ from maskreid.models.extractor import FeatureExtractor
 from maskreid.models.unet import UNet
 from maskreid.runtime.precision import MixedPrecision
 from maskreid.train.distributed import Cluster, start, stop, sync_batchnorm
-from maskreid.train.epochs import (
-    BatchMaker,
-    train_extractor_epoch,
-    train_joint_epoch,
-    train_mask_epoch,
-)
+from maskreid.train.epochs import BatchMaker, train_extractor_epoch, train_joint_epoch, train_mask_epoch
 
 RESIZE, CROP = (72, 40), (64, 32)
 

@@ -5,13 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from maskreid.data.archives import (
-    MARKER,
-    ArchiveError,
-    extract,
-    file_hash,
-    verify_checksum,
-)
+from maskreid.data.archives import MARKER, ArchiveError, extract, file_hash, verify_checksum
 
 
 def _zip(path: Path, members: dict[str, bytes]) -> Path:

@@ -4,11 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskreid.models.checkpoints import (
-    CheckpointError,
-    load_checkpoint,
-    save_checkpoint,
-)
+from maskreid.models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 
 
 class _Payload:

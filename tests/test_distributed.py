@@ -162,13 +162,7 @@ def test_dvc_stage_on_two_processes_survives_a_killed_rank(tmp_path: Path) -> No
     """`distributed.processes: 2` in the profile: `dvc repro` runs stage 1 under torchrun (the DVC cmd is
     unchanged); SIGKILL one rank mid-run, the stage fails; the next `dvc repro` resumes from the progress file
     rank 0 wrote and finishes."""
-    from tests.test_pipeline import (
-        TINY_PROFILE,
-        dvc_status,
-        run,
-        tiny_project,
-        user_env,
-    )
+    from tests.test_pipeline import TINY_PROFILE, dvc_status, run, tiny_project, user_env
     from tests.test_resume import _epoch_of
 
     root = tiny_project(tmp_path / "p", {**TINY_PROFILE, "stage1": {**TINY_PROFILE["stage1"], "epochs": 8},

@@ -24,12 +24,7 @@ from maskreid.models.checkpoints import save_checkpoint
 from maskreid.models.extractor import FeatureExtractor
 from maskreid.models.spec import FORMAT, ModelSpec
 from maskreid.serve.gallery import collect_images, extract_files, load_features
-from maskreid.serve.inference import (
-    ModelLoadError,
-    OnnxEmbedder,
-    TorchEmbedder,
-    load_embedder,
-)
+from maskreid.serve.inference import ModelLoadError, OnnxEmbedder, TorchEmbedder, load_embedder
 from tests.conftest import SHARED
 
 SPEC = ModelSpec(backbone="resnet18", embedding_dim=32, resize=(68, 34), crop=(64, 32),

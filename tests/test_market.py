@@ -2,11 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from maskreid.data.market import (
-    DatasetFormatError,
-    parse_market_name,
-    scan_market_folder,
-)
+from maskreid.data.market import DatasetFormatError, parse_market_name, scan_market_folder
 
 
 @pytest.mark.parametrize("name, pid, camid", [

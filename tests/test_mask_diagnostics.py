@@ -74,11 +74,7 @@ def test_a_strided_net_depends_on_some_positions_of_each_cell_and_the_alignment_
     """Five stride-2 convs without padding overlap (kernel 2): each output position reads one 32 x 32 input
     cell, with weights that differ by position, so F's saliency repeats every 32 pixels; a mask built from
     that saliency follows F's lattice (alignment 1), a smooth blob does not."""
-    from maskreid.masks.diagnostics import (
-        input_saliency,
-        lattice_alignment,
-        lattice_contrast,
-    )
+    from maskreid.masks.diagnostics import input_saliency, lattice_alignment, lattice_contrast
 
     torch.manual_seed(0)
     layers = []

@@ -61,11 +61,7 @@ def _components(hidden: torch.Tensor) -> int:
 
 
 def test_random_controls_hide_exactly_as_many_pixels_as_the_learned_masks() -> None:
-    from maskreid.models.masking import (
-        hidden_count,
-        random_block_mask,
-        random_pixel_mask,
-    )
+    from maskreid.models.masking import hidden_count, random_block_mask, random_pixel_mask
 
     for h, w, ratio in ((64, 32, 0.3), (128, 64, 0.3), (32, 16, 0.05), (32, 16, 0.9)):
         n = hidden_count(h, w, ratio)

@@ -189,11 +189,7 @@ def test_metrics_are_what_the_saved_models_score(project: Path) -> None:
     the right split and the right protocol."""
     from maskreid.data.build import load_split
     from maskreid.evaluation.features import color_histograms, extract_features
-    from maskreid.evaluation.metrics import (
-        euclidean_distances,
-        evaluate,
-        summarize_percent,
-    )
+    from maskreid.evaluation.metrics import euclidean_distances, evaluate, summarize_percent
     from maskreid.models.build import load_extractor
     from maskreid.params import load_params
     from maskreid.paths import DatasetPaths

@@ -5,13 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maskreid.serve.search import (
-    IndexSettings,
-    SearchError,
-    brute_force_search,
-    build_index,
-    recall_at_k,
-)
+from maskreid.serve.search import IndexSettings, SearchError, brute_force_search, build_index, recall_at_k
 
 
 def clustered(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:

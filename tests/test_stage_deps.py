@@ -16,14 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tools.stage_deps import (
-    MODULE_STRING,
-    is_docstring_only,
-    module_file,
-    script,
-    stages,
-    static_closure,
-)
+from tools.stage_deps import MODULE_STRING, is_docstring_only, module_file, script, stages, static_closure
 
 
 def _stages() -> dict[str, dict]:

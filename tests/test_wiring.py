@@ -273,9 +273,10 @@ def test_bf16_on_the_cpu_is_kept_off_maps_where_it_returns_nan(monkeypatch) -> N
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert precision.resolve_precision("auto", torch.device("cuda"), (64, 32)) == torch.bfloat16
     assert MixedPrecision("auto", cpu, (64, 32)).name == "fp32"
-    from maskreid.runtime.provenance import provenance
+    import maskreid.runtime.provenance as provenance
 
-    record = provenance(cpu, "auto", (64, 32))
+    monkeypatch.setattr(provenance, "cpu_has_fast_bf16", lambda: True)
+    record = provenance.provenance(cpu, "auto", (64, 32))
     assert record["precision_resolved_here"] == "fp32" and record["cpu_bf16"] is True
 
 

@@ -15,12 +15,7 @@ from typing import Any
 import numpy as np
 
 from maskreid.data.market import JUNK_PID
-from maskreid.evaluation.metrics import (
-    euclidean_distances,
-    evaluate,
-    labels_1d,
-    summarize_percent,
-)
+from maskreid.evaluation.metrics import euclidean_distances, evaluate, labels_1d, summarize_percent
 from maskreid.params import EvaluationParams
 
 PROTOCOLS = ("standard", "authors")
@@ -78,9 +73,7 @@ def score_distances(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray,
         if g_g is not None and len(g_g) == len(kept):
             g_g = np.asarray(g_g)[kept][:, kept]
     if scoring.rerank:
-        from maskreid.evaluation.reranking import (
-            k_reciprocal_rerank,  # SciPy: imported only when used
-        )
+        from maskreid.evaluation.reranking import k_reciprocal_rerank  # SciPy: imported only when used
 
         if q_q is None or g_g is None:
             raise ValueError("re-ranking needs q_q (queries x queries) and g_g (gallery x gallery) distances, "

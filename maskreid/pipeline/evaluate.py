@@ -20,12 +20,7 @@ from maskreid.evaluation.features import color_histograms, extract_features
 from maskreid.evaluation.scoring import Scoring, score_features
 from maskreid.figures.embeddings import embedding_figure
 from maskreid.io import atomic_write_text
-from maskreid.masks.measures import (
-    input_dependence,
-    masks_of,
-    person_measures,
-    silhouettes_of,
-)
+from maskreid.masks.measures import input_dependence, masks_of, person_measures, silhouettes_of
 from maskreid.models.build import build_extractor, layout, load_extractor, load_mask_net
 from maskreid.models.checkpoints import load_checkpoint
 from maskreid.params import Params

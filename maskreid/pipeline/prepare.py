@@ -12,13 +12,7 @@ from typing import Any
 from maskreid.data import synthetic
 from maskreid.data.checks import find_bad_images
 from maskreid.data.cuhk03 import prepare_cuhk03
-from maskreid.data.datasets import (
-    SPECS,
-    check_counts,
-    find_market_root,
-    market_folder_for,
-    prepare_cuhk01,
-)
+from maskreid.data.datasets import SPECS, check_counts, find_market_root, market_folder_for, prepare_cuhk01
 from maskreid.data.manifest import summarize, write_manifest
 from maskreid.data.market import DatasetFormatError, scan_market_folder
 from maskreid.params import Params

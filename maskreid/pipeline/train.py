@@ -17,12 +17,7 @@ from maskreid.data.build import load_split
 from maskreid.data.loading import ImageCache
 from maskreid.data.sampler import PKSampler
 from maskreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalizer
-from maskreid.models.build import (
-    build_extractor,
-    build_mask_net,
-    layout,
-    load_extractor,
-)
+from maskreid.models.build import build_extractor, build_mask_net, layout, load_extractor
 from maskreid.models.checkpoints import load_checkpoint, save_checkpoint
 from maskreid.models.spec import ModelSpec, settings_hash
 from maskreid.params import Params
@@ -31,12 +26,7 @@ from maskreid.runtime.device import pick_device, seed_everything, stream_seed
 from maskreid.runtime.precision import MixedPrecision
 from maskreid.runtime.provenance import device_name
 from maskreid.train.distributed import Cluster, start, stop, sync_batchnorm
-from maskreid.train.epochs import (
-    BatchMaker,
-    train_extractor_epoch,
-    train_joint_epoch,
-    train_mask_epoch,
-)
+from maskreid.train.epochs import BatchMaker, train_extractor_epoch, train_joint_epoch, train_mask_epoch
 from maskreid.train.log import TrainingLog
 from maskreid.train.resume import Progress, TrainingState, fingerprint
 from maskreid.train.validation import hold_out, validation_scores

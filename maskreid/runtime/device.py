@@ -7,7 +7,6 @@ import random
 import numpy as np
 import torch
 
-
 # Every random stream of a training run, named by its purpose; with the stage that draws it (0: the same in
 # every stage) and the run's `seed`, it gives the stream's seed
 STREAMS = ("init", "augment", "sampler", "batches", "hiding", "held_out", "mask_augment")

@@ -19,11 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskreid.models.checkpoints import (
-    CheckpointError,
-    load_checkpoint,
-    save_checkpoint,
-)
+from maskreid.models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 
 log = logging.getLogger("maskreid")
 
