@@ -183,7 +183,7 @@ def summarize(out: Path) -> str:
     """Per dataset and variant: mean ± sd over seeds; paired differences learned - each other variant."""
     import pandas as pd
 
-    from maskreid.tables.ablation import plus_minus
+    from maskreid.tables.ablation import interval_text, paired_interval, plus_minus
 
     rows = pd.DataFrame([json.loads(line) for line in (out / ROWS).read_text().splitlines() if line.strip()])
     measures = ["stage3_mAP", "stage3_rank1", "stage3_mINP", "stage1_mAP", "mask_input_dependence",
@@ -212,8 +212,10 @@ def summarize(out: Path) -> str:
                                                      else float("nan"), digits))
         lines.append(f"| {dataset} | {variant} | {len(group)} ({' '.join(map(str, sorted(group.seed)))}) | "
                      + " | ".join(cells) + " |")
-    lines += ["", "Paired differences, learned (the default) minus each other variant, same seeds:", "",
-              "| dataset | comparison (same seeds) | seeds | mAP | rank-1 | mINP |", "|---|---|---|---|---|---|"]
+    lines += ["", "Paired differences, learned (the default) minus each other variant, same seeds: mean ± sd, and the",
+              "95% confidence interval of the mean (t-based, seeds - 1 degrees of freedom):", "",
+              "| dataset | comparison (same seeds) | seeds | mAP | mAP 95% CI | rank-1 | rank-1 95% CI | mINP |",
+              "|---|---|---|---|---|---|---|---|"]
     for dataset, group in rows.groupby("dataset"):
         learned = group[group.variant == "learned"].set_index("seed")
         for variant in sorted(set(group.variant) - {"learned"}, key=order.get):
@@ -225,6 +227,8 @@ def summarize(out: Path) -> str:
             for m in ("stage3_mAP", "stage3_rank1", "stage3_mINP"):
                 diff = learned.loc[seeds, m] - other.loc[seeds, m]
                 cells.append(plus_minus(diff.mean(), diff.std(ddof=1) if len(diff) > 1 else float("nan")))
+                if m != "stage3_mINP":
+                    cells.append(interval_text(*paired_interval(diff)[1:]))
             lines.append(f"| {dataset} | learned - ({variant}) | {len(seeds)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -112,3 +112,20 @@ def test_a_shortened_schedule_and_another_repository_are_reported_beside_not_mix
     assert "| cuhk01 | 15/2/6 | learned | 3 (0 1 2) | 42.00 ± 2.00 |" in md
     assert "| cuhk01 | 15/2/6 | learned - none | 3 | -1.00 ± 2.00 |" in md
     assert "| synthetic | 30/4/12 | learned | 3 (0 1 2) |" in md
+
+
+def test_paired_interval_is_the_t_interval_of_the_mean() -> None:
+    """Against the textbook formula with the t quantiles written out (n = 3: 4.302653, n = 7: 2.446912)."""
+    from maskreid.tables.ablation import interval_text, paired_interval
+
+    for values, quantile in (([1.0, -0.5, 2.0], 4.302653), ([0.3, -1.2, 0.8, 1.9, -0.4, 0.1, 0.6], 2.446912)):
+        n = len(values)
+        mean = sum(values) / n
+        sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+        got = paired_interval(values)
+        assert got[0] == pytest.approx(mean)
+        assert got[1] == pytest.approx(mean - quantile * sd / n ** 0.5, abs=1e-5)
+        assert got[2] == pytest.approx(mean + quantile * sd / n ** 0.5, abs=1e-5)
+    single = paired_interval([0.4])
+    assert single[0] == 0.4 and single[1] != single[1] and interval_text(*single[1:]) == ""
+    assert interval_text(-1.234, 0.5) == "[-1.23, +0.50]"

@@ -104,8 +104,26 @@ def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             for m in MEASURES:
                 diff = learned.loc[seeds, f"stage3_{m}"] - other.loc[seeds, f"stage3_{m}"]
                 row[f"{m}_diff_mean"], row[f"{m}_diff_sd"] = _mean_sd(diff)
+                _, row[f"{m}_diff_ci95_low"], row[f"{m}_diff_ci95_high"] = paired_interval(diff)
             paired.append(row)
     return pd.DataFrame(table), pd.DataFrame(paired)
+
+
+def paired_interval(differences: pd.Series | list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the t-based confidence interval of the mean of paired differences over seeds
+    (n - 1 degrees of freedom); NaN bounds with fewer than two seeds."""
+    from scipy.stats import t as student_t
+
+    values = pd.Series(differences, dtype=float).dropna()
+    mean = float(values.mean()) if len(values) else float("nan")
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(student_t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / len(values) ** 0.5)
+    return mean, mean - half, mean + half
+
+
+def interval_text(low: float, high: float, digits: int = 2) -> str:
+    return "" if low != low else f"[{low:+.{digits}f}, {high:+.{digits}f}]"
 
 
 def plus_minus(mean: float, sd: float, digits: int = 2) -> str:
@@ -128,11 +146,17 @@ def render_markdown(table: pd.DataFrame, paired: pd.DataFrame, runs: pd.DataFram
         lines.append(f"| {r.dataset} | {r.epochs} | {r.hiding} | {r.seeds} ({r.seed_list}) | {plus_minus(r.mAP_mean, r.mAP_sd)} | "
                      f"{plus_minus(r.rank1_mean, r.rank1_sd)} | {plus_minus(r.mINP_mean, r.mINP_sd)} | "
                      f"{plus_minus(r.stage1_mAP_mean, r.stage1_mAP_sd)} |")
-    lines += ["", "Paired differences (same seed, so the same stage-1 and stage-2 models), mean ± sd over seeds:", "",
-              "| dataset | epochs | comparison | seeds | mAP | rank-1 | mINP |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "Paired differences (same seed, so the same stage-1 and stage-2 models): mean ± sd over seeds, and the",
+              "95% confidence interval of the mean (t-based, seeds - 1 degrees of freedom; an interval that holds 0",
+              "is no evidence of a difference):", "",
+              "| dataset | epochs | comparison | seeds | mAP | mAP 95% CI | rank-1 | rank-1 95% CI | mINP |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in paired.itertuples():
         lines.append(f"| {r.dataset} | {r.epochs} | {r.comparison} | {r.seeds} | {plus_minus(r.mAP_diff_mean, r.mAP_diff_sd)} | "
-                     f"{plus_minus(r.rank1_diff_mean, r.rank1_diff_sd)} | {plus_minus(r.mINP_diff_mean, r.mINP_diff_sd)} |")
+                     f"{interval_text(r.mAP_diff_ci95_low, r.mAP_diff_ci95_high)} | "
+                     f"{plus_minus(r.rank1_diff_mean, r.rank1_diff_sd)} | "
+                     f"{interval_text(r.rank1_diff_ci95_low, r.rank1_diff_ci95_high)} | "
+                     f"{plus_minus(r.mINP_diff_mean, r.mINP_diff_sd)} |")
     shared = runs.groupby(["dataset", "epochs"], sort=True).first()
     settings = "; ".join(f"{d} ({e}): profile `{r.profile}`, lambda1 {r.lambda1}, drop_ratio {r.drop_ratio}"
                          for (d, e), r in shared.iterrows())
