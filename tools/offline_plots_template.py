@@ -1,7 +1,7 @@
 """Write the HTML template `dvc plots show` uses, with Vega, Vega-Lite and Vega-Embed inlined, so the plots
 page draws with no network (DVC's default page loads them from a CDN and stays blank offline).
 
-    pip install vl-convert-python==1.9.0.post1
+    pip install -e .[dev]                             # vl-convert-python, pinned in pyproject.toml
     python tools/offline_plots_template.py            # writes .dvc/offline_plots_template.html
 
 The JavaScript comes from the vl-convert-python package (BSD-3-Clause), which bundles Vega, Vega-Lite and
