@@ -19,12 +19,12 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 MASK_UPSAMPLING_INITS = ("default", "nearest")  # how M's transposed convs start (maskreid.models.unet)
 MASK_SPACES = ("pixel", "normalized")  # where M(a)*a and the hiding act (maskreid.models.masking.apply_soft_mask)
 BACKENDS = ("auto", "gloo", "nccl")    # torch.distributed: auto = nccl with CUDA GPUs, gloo on CPUs
-# Stage 3's hidden pixels: M's top drop_ratio (the paper), or controls (README, "Do the masks help?")
+# Stage 3's hidden pixels: M's top drop_ratio (the paper), or controls (docs/ablation.md)
 HIDINGS = ("learned", "random_blocks", "random_pixels", "none")
 # Backbones checked to build with timm as F's trunk (tests/test_models.py); listed here so that validation
 # needs no torch import and can name the allowed values. resnetblur*: the same ResNets with blur pooling before
 # every stride-2 step (anti-aliased, Zhang 2019), the test of whether M's masks follow F's sampling lattice
-# (README, "Do the masks help?").
+# (docs/ablation.md, "The grid of squares is F's").
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50d", "resnext50_32x4d",
              "seresnet50", "densenet121", "efficientnet_b0", "mobilenetv3_large_100", "convnext_tiny",
              "resnetblur18", "resnetblur50")

@@ -9,7 +9,7 @@ How the transposed convs start is not in the paper (params `mask_upsampling_init
 the four taps of a 2x2 stride-2 kernel drawn on its own, so each upsampling paints its 2x2 cells with a fixed
 pattern, and four of them in a row a 16-pixel lattice); `nearest` draws one tap and copies it to the other three,
 so at the start every upsampling is a 1x1 conv followed by nearest-neighbour upsampling. Measured over 7 seeds:
-the trained masks' grid of squares stays with either (it follows F's stride-32 sampling lattice; README).
+the trained masks' grid of squares stays with either (it follows F's stride-32 sampling lattice; docs/ablation.md).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def preprocess(images: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
 
 
 class TorchEmbedder:
-    """F in PyTorch, eval mode, fp32 (the CPU here has no bf16 units; see docs/BENCHMARKS.md), on `device`."""
+    """F in PyTorch, eval mode, fp32 (the CPU here has no bf16 units; see docs/benchmarks.md), on `device`."""
 
     def __init__(self, path: Path, channels_last: bool = True, device: torch.device | str = "cpu") -> None:
         from maskreid.models.build import extractor_with_weights
