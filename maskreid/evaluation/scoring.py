@@ -1,6 +1,7 @@
 """The scoring sequence, written once: features -> Euclidean distances -> junk removed -> optional k-reciprocal
 re-ranking -> CMC/mAP/mINP -> the percent summary of metrics files. The evaluate and cross_evaluate stages,
-`maskreid evaluate-distances` and the benchmarks all score through here, so a protocol cannot drift between them.
+`maskreid evaluate-distances` and experiments/int8_map.py all score through here, so a protocol cannot drift
+between them.
 
 Two protocols: `standard` (the community's: junk images never ranked, same-person same-camera gallery images
 left out per query) and `authors` (the authors' public code: the whole gallery ranked, junk included, nothing
