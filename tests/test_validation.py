@@ -46,6 +46,7 @@ def test_stage1_with_validation_logs_held_out_scores_that_match_the_saved_model(
     import maskreid.pipeline.train as train
     from maskreid.data.build import load_split
     from maskreid.models.build import load_extractor
+    from maskreid.runtime.device import stream_seed
     from maskreid.train.validation import validation_scores
 
     sampled: list[np.ndarray] = []
@@ -70,7 +71,7 @@ def test_stage1_with_validation_logs_held_out_scores_that_match_the_saved_model(
     assert summary["lr"] == params.stage1.lr
 
     cache = load_split(paths, "train", params.input.resize)
-    _, held = hold_out(cache, 6, params.seed + 5, params.stage1.ids_per_batch)
+    _, held = hold_out(cache, 6, stream_seed(params.seed, 0, "held_out"), params.stage1.ids_per_batch)
     model = load_extractor(paths.checkpoint(1), params, torch.device("cpu"))
     again = validation_scores(model, held, params.input.crop, 128, torch.device("cpu"), torch.contiguous_format)
     assert summary["val"]["mAP"] == pytest.approx(again["val/mAP"], abs=1e-3)
