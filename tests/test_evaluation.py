@@ -257,3 +257,35 @@ def test_the_installed_maskreid_command_runs(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["mAP"] == pytest.approx(0.5)
     bad = subprocess.run([exe, "evaluate-distances", str(tmp_path / "missing.npz")], capture_output=True, text=True)
     assert bad.returncode == 1 and "missing.npz" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_one_scoring_path_is_the_steps_written_out() -> None:
+    """score_features = distances, junk columns left out (standard protocol), re-ranking over the ranked images,
+    evaluate, percent summary; the authors' protocol keeps junk and same-camera images and is not re-ranked."""
+    from maskreid.evaluation.reranking import k_reciprocal_rerank
+    from maskreid.evaluation.scoring import Scoring, score_distances, score_features
+
+    rng = np.random.default_rng(3)
+    q, g = rng.normal(size=(12, 8)), rng.normal(size=(40, 8))
+    q_pids, q_cams = rng.integers(1, 6, 12), np.ones(12, dtype=int)
+    g_pids, g_cams = rng.integers(1, 6, 40), rng.integers(2, 4, 40)
+    g_pids[[0, 7, 19]] = -1                                          # junk
+    kept = g_pids != -1
+    plain = Scoring(max_rank=10, ranks=(1, 5))
+    got = score_features(q, g, q_pids, g_pids, q_cams, g_cams, plain)
+    want = evaluate(euclidean_distances(q, g)[:, kept], q_pids, g_pids[kept], q_cams, g_cams[kept], 10)
+    assert got.raw["mAP"] == want["mAP"] and list(got.raw["cmc"]) == list(want["cmc"])
+    assert got.summary["mAP"] == round(100 * want["mAP"], 4) and got.distances.shape == (12, 37)
+    reranked = score_features(q, g, q_pids, g_pids, q_cams, g_cams, Scoring(max_rank=10, ranks=(1,), rerank=True,
+                                                                              rerank_k1=5, rerank_k2=2))
+    by_hand = k_reciprocal_rerank(euclidean_distances(q, g[kept]), euclidean_distances(q, q),
+                                  euclidean_distances(g[kept], g[kept]), 5, 2, 0.3)
+    assert np.array_equal(reranked.distances, by_hand)
+    authors = score_features(q, g, q_pids, g_pids, q_cams, g_cams, plain, protocol="authors")
+    whole = evaluate(euclidean_distances(q, g), q_pids, g_pids, q_cams, g_cams, 10, same_camera_removal=False)
+    assert authors.raw["mAP"] == whole["mAP"] and authors.gallery_kept.all()
+    # a distance matrix from elsewhere: the standard protocol leaves its junk columns out too
+    from_matrix = score_distances(euclidean_distances(q, g), q_pids, g_pids, q_cams, g_cams, plain)
+    assert from_matrix.raw["mAP"] == want["mAP"]
+    with pytest.raises(ValueError, match="protocol"):
+        score_distances(euclidean_distances(q, g), q_pids, g_pids, q_cams, g_cams, plain, protocol="mine")
