@@ -227,17 +227,10 @@ class ParamsFile(_Method):
     profiles: dict[str, ProfileParams]
 
 
-class Params(_Method):
-    """Everything a stage may read, resolved for the active profile: its blocks take the place of `profiles`."""
+class Params(_Method, ProfileParams):
+    """Everything a stage may read, resolved for the active profile: its blocks (ProfileParams' fields) take the
+    place of `profiles`, so a new profile setting is declared once."""
 
-    precision: Literal[PRECISIONS]                         # type: ignore[valid-type]
-    distributed: DistributedParams = DistributedParams()
-    validation: ValidationParams = ValidationParams()
-    model: ModelParams
-    input: InputParams
-    stage1: Stage1Params
-    stage2: Stage2Params
-    stage3: Stage3Params
     synthetic: SyntheticParams | None = None   # None when its block is absent and `synthetic` is not run
     cuhk01: Cuhk01Params | None = None
     cross_domain: dict[str, tuple[str, str]] = {}          # name -> (train set, test set)

@@ -56,6 +56,11 @@ class Score:
     gallery_kept: np.ndarray       # bool per gallery image: ranked (False: junk under the standard protocol)
 
 
+def ranked_columns(g_pids: np.ndarray, protocol: str) -> np.ndarray:
+    """The gallery images a protocol ranks: all but junk under the standard protocol, all under the authors'."""
+    return g_pids != JUNK_PID if protocol == "standard" else np.ones(len(g_pids), dtype=bool)
+
+
 def score_distances(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
                     g_camids: np.ndarray, scoring: Scoring, protocol: str = "standard",
                     q_q: np.ndarray | None = None, g_g: np.ndarray | None = None) -> Score:
@@ -68,7 +73,7 @@ def score_distances(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray,
         raise ValueError(f"distmat: expected a 2-d (queries x gallery) array, got shape {distmat.shape}")
     g_pids, g_camids = (labels_1d(name, value, distmat.shape[1]) for name, value in
                         (("g_pids", g_pids), ("g_camids", g_camids)))
-    kept = g_pids != JUNK_PID if protocol == "standard" else np.ones(len(g_pids), dtype=bool)
+    kept = ranked_columns(g_pids, protocol)
     if not kept.all():
         distmat = distmat[:, kept]
         if g_g is not None and len(g_g) == len(kept):
@@ -93,7 +98,7 @@ def score_features(q_feat: np.ndarray, g_feat: np.ndarray, q_pids: np.ndarray, g
     distances cover only the images that are ranked (junk left out first)."""
     q_q = g_g = None
     if scoring.rerank:
-        ranked = np.asarray(g_pids) != JUNK_PID if protocol == "standard" else slice(None)
+        ranked = ranked_columns(np.asarray(g_pids), protocol)
         q_q, g_g = euclidean_distances(q_feat, q_feat), euclidean_distances(g_feat[ranked], g_feat[ranked])
     return score_distances(euclidean_distances(q_feat, g_feat), q_pids, g_pids, q_camids, g_camids, scoring,
                            protocol, q_q, g_g)
