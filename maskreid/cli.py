@@ -14,7 +14,7 @@ from maskreid.console import report_error
 from maskreid.io import user_cache_dir
 
 NPZ_FIELDS = ("distmat", "q_pids", "g_pids", "q_camids", "g_camids")
-DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+RERANK_FIELDS = ("q_q", "g_g")
 
 
 def positive_int(text: str) -> int:
@@ -40,10 +40,11 @@ def fraction(text: str) -> float:
 
 def device_setting(text: str) -> str:
     """auto (the first GPU torch sees, else the CPU), cpu, cuda or cuda:N: params.yaml's `device` values."""
-    if not DEVICE.match(text):
+    from maskreid.params import DEVICE_PATTERN  # params.yaml's `device` values, checked the same way
+
+    if not re.match(DEVICE_PATTERN, text):
         raise argparse.ArgumentTypeError(f"{text!r}: expected auto, cpu, cuda or cuda:N")
     return text
-RERANK_FIELDS = ("q_q", "g_g")
 
 
 def evaluate_distances(path: Path, max_rank: int, same_camera_removal: bool = True, rerank: bool = False,

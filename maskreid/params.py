@@ -30,6 +30,7 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resn
              "resnetblur18", "resnetblur50")
 KNOWN_DATASETS = ("synthetic", "market1501", "dukemtmcreid", "cuhk03_labeled", "cuhk03_detected", "cuhk01", "custom")
 KNOWN_PROFILES = ("quick", "paper")
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"   # params `device`, and `--device` of maskreid extract/search
 
 
 class ParamsError(ValueError):
@@ -213,7 +214,7 @@ class _Method(_Strict):
     triplet_margin: NonNegative
     sparsity_weight: NonNegative
     mask_update_every: Count
-    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
+    device: Annotated[str, Field(pattern=DEVICE_PATTERN)]
     channels_last: bool
     evaluation: EvaluationParams
     data: DataParams
