@@ -21,6 +21,7 @@ MASK_SPACES = ("pixel", "normalized")  # where M(a)*a and the hiding act (maskre
 BACKENDS = ("auto", "gloo", "nccl")    # torch.distributed: auto = nccl with CUDA GPUs, gloo on CPUs
 # Stage 3's hidden pixels: M's top drop_ratio (the paper), or controls (docs/ablation.md)
 HIDINGS = ("learned", "random_blocks", "random_pixels", "none")
+SCHEDULES = ("constant", "cosine")     # F's learning rate over a stage's epochs (maskreid.train.schedule)
 # Backbones checked to build with timm as F's trunk (tests/test_models.py); listed here so that validation
 # needs no torch import and can name the allowed values. resnetblur*: the same ResNets with blur pooling before
 # every stride-2 step (anti-aliased, Zhang 2019), the test of whether M's masks follow F's sampling lattice
@@ -95,6 +96,14 @@ class Stage1Params(_Strict):
     ids_per_batch: Annotated[int, Field(ge=2)]
     images_per_id: Annotated[int, Field(ge=2)]
     lr: Positive
+    schedule: Literal[SCHEDULES] = "constant"             # type: ignore[valid-type]
+    warmup_epochs: NonNegInt = 0    # linear warm-up epochs before the schedule (stages 1 and 3)
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> "Stage1Params":
+        if self.warmup_epochs >= self.epochs:
+            raise _problem("warmup", f"warmup_epochs={self.warmup_epochs} leaves no epoch of epochs={self.epochs}")
+        return self
 
 
 class Stage2Params(_Strict):
@@ -105,6 +114,7 @@ class Stage2Params(_Strict):
 
 class Stage3Params(_Strict):
     epochs: Count
+    lr: Positive | None = None      # F's rate in stage 3 (stage 1's schedule restarted); None: stage1.lr
 
 
 class DistributedParams(_Strict):

@@ -28,7 +28,9 @@ EPOCHS = 4
 def _project(root: Path) -> Path:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw.update(TINY)
-    raw["profiles"]["quick"] = {**TINY_PROFILE, "stage1": {**TINY_PROFILE["stage1"], "epochs": EPOCHS}}
+    # a warm-up and a cosine: a resumed stage must set the rates of the epochs it has left, not restart them
+    raw["profiles"]["quick"] = {**TINY_PROFILE, "stage1": {**TINY_PROFILE["stage1"], "epochs": EPOCHS,
+                                                           "schedule": "cosine", "warmup_epochs": 1}}
     root.mkdir(parents=True)
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     prepare(load_params(root / "params.yaml"), DatasetPaths("synthetic", root))

@@ -29,6 +29,7 @@ from maskreid.train.distributed import Cluster, start, stop, sync_batchnorm
 from maskreid.train.epochs import BatchMaker, train_extractor_epoch, train_joint_epoch, train_mask_epoch
 from maskreid.train.log import TrainingLog
 from maskreid.train.resume import Progress, TrainingState, fingerprint
+from maskreid.train.schedule import learning_rate
 from maskreid.train.validation import hold_out, validation_scores
 
 log = logging.getLogger("maskreid")
@@ -107,7 +108,24 @@ def _stage_settings(params: Params, stage: int) -> dict[str, Any]:
                         mask_update_every=params.mask_update_every, stage3=params.stage3)
         if not params.freeze_hidden_bn:
             settings["freeze_hidden_bn"] = False
-    return {k: (v.model_dump() if isinstance(v, BaseModel) else v) for k, v in settings.items()}
+    return {k: (_dump(v) if isinstance(v, BaseModel) else v) for k, v in settings.items()}
+
+
+# fields added to a block after checkpoints were saved: in the settings hash only away from their default
+_LATER_FIELDS = {"schedule": "constant", "warmup_epochs": 0, "lr": None}
+
+
+def _dump(block: BaseModel) -> dict[str, Any]:
+    later = {k: d for k, d in _LATER_FIELDS.items() if k in type(block).model_fields
+             and type(block).model_fields[k].default == d}
+    return {k: v for k, v in block.model_dump().items() if not (k in later and v == later[k])}
+
+
+def _f_rate(params: Params, stage: int) -> Callable[[int], float]:
+    """F's learning rate in each epoch of stage 1 or 3: stage 1's schedule, restarted in stage 3."""
+    s1 = params.stage1
+    base, epochs = (s1.lr, s1.epochs) if stage == 1 else (params.stage3.lr or s1.lr, params.stage3.epochs)
+    return lambda epoch: learning_rate(base, epoch, epochs, s1.schedule, s1.warmup_epochs)
 
 
 def inference_spec(params: Params, dataset: str, stage: int) -> ModelSpec:
@@ -121,11 +139,13 @@ def inference_spec(params: Params, dataset: str, stage: int) -> ModelSpec:
 def _train(name: str, epochs: int, step: Callable[[int], dict[str, float]], state: TrainingState,
            progress: Progress, training_log: TrainingLog, final: Path, final_payload: Callable[[], dict],
            make: BatchMaker, optimizer: torch.optim.Optimizer,
-           validate: Callable[[int], dict[str, float]] = lambda epoch: {}) -> None:
+           validate: Callable[[int], dict[str, float]] = lambda epoch: {},
+           rate: Callable[[int], float] | None = None) -> None:
     """Run epochs from the last complete one; log each (dvclive: losses, learning rate, wall time, validation
     scores when due) and save progress after it; write the final checkpoint, then mark the stage done.
     Each epoch's log line gives its wall time and the share spent making batches (the input pipeline); the
     checkpoint records the total training wall time (summed over resumed runs), precision and device.
+    `rate`: the optimizer's learning rate for an epoch, set before it (None: the optimizer's own, constant).
     Every rank resumes from the same progress file; rank 0 alone writes."""
     main = make.cluster.is_main
     start = 0
@@ -141,6 +161,9 @@ def _train(name: str, epochs: int, step: Callable[[int], dict[str, float]], stat
     training_log.start(rows)
     for epoch in range(start, epochs):
         began, make.seconds = time.perf_counter(), 0.0
+        if rate is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = rate(epoch)
         values = step(epoch)
         seconds = time.perf_counter() - began
         scores = validate(epoch)
@@ -188,7 +211,7 @@ def train_stage1(params: Params, paths: DatasetPaths) -> None:
                state, progress, TrainingLog(paths.live(1), cluster.is_main), paths.checkpoint(1),
                lambda: {"extractor": extractor.state_dict(), "model": params.model.model_dump(),
                         "inference": inference_spec(params, paths.dataset, 1).to_dict()}, make, optimizer,
-               _validator(params, extractor, held_out, device))
+               _validator(params, extractor, held_out, device), _f_rate(params, 1))
 
 
 def train_stage2(params: Params, paths: DatasetPaths) -> None:
@@ -231,7 +254,7 @@ def train_stage3(params: Params, paths: DatasetPaths) -> None:
         cache, held_out = _load_train_split(params, paths, cluster)
         s1 = params.stage1
         sampler = PKSampler(cache.pids, s1.ids_per_batch, s1.images_per_id, stream_seed(params.seed, 3, "sampler"))
-        opt_f = torch.optim.Adam(extractor.parameters(), lr=s1.lr)
+        opt_f = torch.optim.Adam(extractor.parameters(), lr=params.stage3.lr or s1.lr)
         opt_m = torch.optim.Adam(mask_net.parameters(), lr=params.stage2.lr)
         opt_m.load_state_dict(stage2["mask_optimizer"])
         make = _batch_maker(params, cache, device, 3, cluster)
@@ -266,4 +289,4 @@ def train_stage3(params: Params, paths: DatasetPaths) -> None:
                lambda: {"extractor": extractor.state_dict(), "mask": mask_net.state_dict(),
                         "model": params.model.model_dump(), "hiding": params.hiding,
                         "inference": inference_spec(params, paths.dataset, 3).to_dict()}, make, opt_f,
-               _validator(params, extractor, held_out, device))
+               _validator(params, extractor, held_out, device), _f_rate(params, 3))
