@@ -99,6 +99,73 @@ def ablation(exp_show: list[Path] | None, out: Path) -> int:
     return 0
 
 
+def evaluate_model(args: argparse.Namespace) -> int:
+    """Score a checkpoint or ONNX export on query and gallery folders, as the evaluate stage scores."""
+    from maskreid.evaluation.scoring import Scoring
+    from maskreid.runtime.device import pick_device
+    from maskreid.serve.folders import score_folders
+    from maskreid.serve.gallery import GalleryError
+    from maskreid.serve.inference import ModelLoadError, load_embedder
+
+    scoring = Scoring(max_rank=args.max_rank, ranks=tuple(args.ranks), rerank=args.rerank, rerank_k1=args.k1,
+                      rerank_k2=args.k2, rerank_lambda=args.lambda_value, aqe=args.aqe, aqe_k=args.aqe_k,
+                      aqe_alpha=args.aqe_alpha)
+    try:
+        if max(args.ranks) > args.max_rank:
+            raise GalleryError(f"--ranks {max(args.ranks)} is larger than --max-rank {args.max_rank}")
+        for option, path in (("--query", args.query), ("--gallery", args.gallery)):
+            if not path.is_dir():
+                raise GalleryError(f"{option} {path}: not a folder")
+        embedder = load_embedder(args.model, pick_device(args.device))
+        found = score_folders(embedder, args.query, args.gallery, scoring, args.protocol, args.labels,
+                              args.batch_size, args.flip, args.resamples, args.seed)
+        name = args.name or args.model.stem
+        if args.per_query is not None:
+            from maskreid.io import atomic_write_text
+            from maskreid.tables.compare import per_query_table
+
+            table = per_query_table(found.query.paths, found.query.camids, {name: found.score.queries})
+            atomic_write_text(args.per_query, table.to_csv(index=False))
+        if args.page is not None:
+            from maskreid.figures.failures import failure_page
+
+            failure_page(found.query, found.gallery, found.score, args.page, f"{name} on {args.query}",
+                         args.page_queries, args.page_queries, args.seed, protocol=args.protocol)
+    except (GalleryError, ModelLoadError, ValueError, OSError) as err:
+        return report_error(err)
+    summary = dict(found.score.summary)
+    result = {"model": str(args.model), "query": str(args.query), "gallery": str(args.gallery),
+              "protocol": args.protocol, "flip_tta": args.flip, "reranking": scoring.reranking_record(),
+              "query_expansion": scoring.query_expansion_record(), "metrics": summary,
+              "ci95": {m: list(v) for m, v in found.intervals.items()},
+              "bootstrap": {"over": "query identities", "resamples": args.resamples, "seed": args.seed}}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{args.model} on {len(found.query)} queries x {int(found.score.gallery_kept.sum())} gallery images "
+          f"({args.protocol} protocol{', re-ranked' if args.rerank else ''}{', flip TTA' if args.flip else ''}"
+          f"{', AQE' if args.aqe else ''}; 95% intervals: bootstrap over query identities)")
+    for key, value in summary.items():
+        if key.startswith("num_"):
+            continue
+        low_high = found.intervals.get(key)
+        print(f"  {key:<14} {value:8.2f}" + (f"   [{low_high[0]:.2f}, {low_high[1]:.2f}]" if low_high else ""))
+    print(f"  queries scored {summary['num_valid_queries']}, without a true match {summary['num_skipped_queries']}")
+    return 0
+
+
+def compare_results(args: argparse.Namespace) -> int:
+    """Paired bootstrap of two per-query results on one test set."""
+    from maskreid.tables.compare import CompareError, compare, render
+
+    try:
+        result = compare(args.a, args.b, args.dataset, tuple(args.metrics), args.resamples, args.seed)
+    except (CompareError, ValueError, OSError) as err:
+        return report_error(err)
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    return 0
+
+
 def extract(model: Path, inputs: list[Path], out: Path, batch_size: int, on_bad_image: str,
             device: str = "auto") -> int:
     """Embed image files or folders with a checkpoint or ONNX model; write .parquet or .npz."""
@@ -243,6 +310,50 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--k1", type=positive_int, default=20, help="re-ranking k1")
     ev.add_argument("--k2", type=positive_int, default=6, help="re-ranking k2")
     ev.add_argument("--lambda", dest="lambda_value", type=fraction, default=0.3, help="re-ranking lambda")
+    me = sub.add_parser("evaluate", formatter_class=shown,
+                        help="score a trained model on query and gallery folders (mAP, CMC, mINP, TPR@FPR, 95%% "
+                             "intervals), as the evaluate stage does")
+    me.add_argument("model", type=Path, help="a checkpoint (models/<ds>/stage3.pt) or its ONNX export")
+    me.add_argument("--query", type=Path, required=True, help="folder of query images")
+    me.add_argument("--gallery", type=Path, required=True, help="folder of gallery images")
+    me.add_argument("--labels", type=Path, default=None,
+                    help="CSV with columns path,pid,camid for every image (default: Market-1501 file names, "
+                         "e.g. 0002_c1s1_000451_03.jpg = person 2, camera 1; person -1 = junk, 0 = distractor)")
+    me.add_argument("--protocol", choices=("standard", "authors"), default="standard",
+                    help="standard: junk and same-person same-camera images not ranked | authors: the whole "
+                         "gallery ranked (the authors' public code)")
+    me.add_argument("--max-rank", type=positive_int, default=50, help="CMC curve length")
+    me.add_argument("--ranks", type=positive_int, nargs="+", default=[1, 5, 10, 20], help="CMC points reported")
+    me.add_argument("--flip", action="store_true", help="flip test-time augmentation: mean of the image's and "
+                                                          "its mirror's embeddings")
+    me.add_argument("--aqe", action="store_true", help="alpha query expansion before ranking (fast-reid's AQE)")
+    me.add_argument("--aqe-k", type=positive_int, default=5, help="AQE neighbours, the embedding itself included")
+    me.add_argument("--aqe-alpha", type=float, default=3.0, help="AQE weight exponent")
+    me.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (Zhong et al. 2017)")
+    me.add_argument("--k1", type=positive_int, default=20, help="re-ranking k1")
+    me.add_argument("--k2", type=positive_int, default=6, help="re-ranking k2")
+    me.add_argument("--lambda", dest="lambda_value", type=fraction, default=0.3, help="re-ranking lambda")
+    me.add_argument("--resamples", type=positive_int, default=1000, help="bootstrap resamples for the intervals")
+    me.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of the page's random queries")
+    me.add_argument("--batch-size", type=positive_int, default=128, help="images embedded at once")
+    me.add_argument("--device", type=device_setting, default="auto", help="as for extract")
+    me.add_argument("--json", action="store_true", help="print the result as JSON")
+    me.add_argument("--per-query", type=Path, default=None,
+                    help="write each query's AP and first-match rank to this CSV (for `maskreid compare`)")
+    me.add_argument("--name", default=None, help="the model's name in --per-query and --page (default: file stem)")
+    me.add_argument("--page", type=Path, default=None,
+                    help="write an HTML page of the worst queries by AP and random ones, with ranked lists")
+    me.add_argument("--page-queries", type=positive_int, default=20, help="worst (and random) queries on --page")
+    co = sub.add_parser("compare", formatter_class=shown,
+                        help="is B better than A on the same test set? paired bootstrap of mAP and rank-1")
+    co.add_argument("a", help="SOURCE[@MODEL]: a per-query CSV, '.' (this workspace) or a git revision / DVC "
+                              "experiment; MODEL: stage1, stage3 or a --name of `maskreid evaluate`")
+    co.add_argument("b", help="the same forms as A; the result is B - A")
+    co.add_argument("--dataset", default="synthetic", help="which metrics/<dataset>.queries.csv a revision gives")
+    co.add_argument("--metrics", nargs="+", default=["mAP", "rank1"], help="mAP and/or rank<k>")
+    co.add_argument("--resamples", type=positive_int, default=1000, help="bootstrap resamples")
+    co.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    co.add_argument("--json", action="store_true", help="print the result as JSON")
     ab = sub.add_parser("ablation", formatter_class=shown,
                         help="the masks ablation table (reports/ablation.md) from DVC experiments")
     ab.add_argument("--exp-show", type=Path, action="append", default=None,
@@ -299,6 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         return diagnose_masks(args.dataset, args.params, args.out, args.overrides)
     if args.command == "ablation":
         return ablation(args.exp_show, args.out)
+    if args.command == "evaluate":
+        return evaluate_model(args)
+    if args.command == "compare":
+        return compare_results(args)
     if args.command == "extract":
         return extract(args.model, args.images, args.out, args.batch_size, args.on_bad_image, args.device)
     if args.command == "search":

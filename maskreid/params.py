@@ -151,6 +151,12 @@ class EvaluationParams(_Strict):
     rerank_k1: Count = 20
     rerank_k2: Count = 6
     rerank_lambda: Fraction = 0.3
+    flip_tta: bool = False          # embedding = mean of the image's and its mirror image's
+    aqe: bool = False               # alpha query expansion (fast-reid's aqe) before ranking (and re-ranking)
+    aqe_k: Count = 5
+    aqe_alpha: NonNegative = 3.0
+    bootstrap_resamples: Annotated[int, Field(ge=100)] = 1000    # 95% intervals over query identities
+    page_queries: NonNegInt = 20    # the failure page: this many worst queries by AP and as many random ones
 
     @model_validator(mode="after")
     def _ranks_fit(self) -> "EvaluationParams":

@@ -62,6 +62,16 @@ class DatasetPaths:
         return self.root / "metrics" / f"{self.dataset}.details.json"
 
     @property
+    def queries(self) -> Path:
+        """Per query and model: AP and first true-match rank (what `maskreid compare` resamples)."""
+        return self.root / "metrics" / f"{self.dataset}.queries.csv"
+
+    @property
+    def failure_page(self) -> Path:
+        """The final model's worst and random queries with their ranked lists (static HTML)."""
+        return self.root / "plots" / "ranked" / f"{self.dataset}.html"
+
+    @property
     def cmc(self) -> Path:
         return self.root / "plots" / "cmc" / f"{self.dataset}.csv"
 

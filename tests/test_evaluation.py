@@ -289,3 +289,29 @@ def test_one_scoring_path_is_the_steps_written_out() -> None:
     assert from_matrix.raw["mAP"] == want["mAP"]
     with pytest.raises(ValueError, match="protocol"):
         score_distances(euclidean_distances(q, g), q_pids, g_pids, q_cams, g_cams, plain, protocol="mine")
+
+
+@pytest.mark.parametrize("removal", [True, False], ids=["standard", "authors"])
+def test_per_query_outcomes_are_each_querys_ap_and_first_match(removal: bool) -> None:
+    """evaluate(per_query=True): every query's AP (sklearn's, on its kept gallery) and the rank of its first
+    true match (a plain sort), NaN and 0 for a query without one; their mean is the mAP."""
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(7)
+    nq, ng = 30, 150
+    distmat = rng.permutation(np.linspace(0.0, 4.0, nq * ng)).reshape(nq, ng)
+    q_pids, g_pids = rng.integers(0, 8, nq), rng.integers(0, 7, ng)       # id 7 never in the gallery
+    q_pids[0] = 7
+    q_cams, g_cams = rng.integers(1, 4, nq), rng.integers(1, 4, ng)
+    result = evaluate(distmat, q_pids, g_pids, q_cams, g_cams, same_camera_removal=removal, per_query=True)
+    for i in range(nq):
+        kept = ~((g_pids == q_pids[i]) & (g_cams == q_cams[i])) if removal else np.ones(ng, dtype=bool)
+        truth = g_pids[kept][np.argsort(distmat[i, kept])] == q_pids[i]
+        if not truth.any():
+            assert np.isnan(result["query_ap"][i]) and result["query_first_rank"][i] == 0
+            continue
+        assert result["query_ap"][i] == pytest.approx(average_precision_score(g_pids[kept] == q_pids[i],
+                                                                              -distmat[i, kept]), abs=1e-9)
+        assert result["query_first_rank"][i] == np.argmax(truth) + 1
+    assert np.nanmean(result["query_ap"]) == pytest.approx(result["mAP"], abs=1e-12)
+    assert "query_ap" not in evaluate(distmat, q_pids, g_pids, q_cams, g_cams)

@@ -118,8 +118,9 @@ def copy_project(built: Path, root: Path) -> Path:
 def test_repro_writes_every_declared_output(project: Path) -> None:
     metrics = json.loads((project / "metrics" / "synthetic.json").read_text())
     # only numbers people compare: dvc exp show stays readable
-    assert set(metrics) == {"mAP", "rank1", "stage1", "stage3", "authors_protocol", "mask_input_dependence",
-                            "mask_hidden_on_person", "mask_hidden_on_person_fixed", "person_share", "reranked"}
+    assert set(metrics) == {"mAP", "rank1", "stage1", "stage3", "stage3_minus_stage1", "authors_protocol",
+                            "mask_input_dependence", "mask_hidden_on_person", "mask_hidden_on_person_fixed",
+                            "person_share", "reranked"}
     assert metrics["mask_input_dependence"] >= 0
     # the generated set's silhouettes: where stage 3's hidden pixels fall, against the person's share
     assert 0 <= metrics["mask_hidden_on_person"] <= 100 and 5 < metrics["person_share"] < 50
@@ -127,8 +128,22 @@ def test_repro_writes_every_declared_output(project: Path) -> None:
     assert len(list((project / "data/prepared/synthetic/silhouettes/query").glob("*.png"))) == \
         len(list((project / "data/prepared/synthetic/images/query").glob("*.jpg")))
     for model in ("stage1", "stage3"):
-        assert set(metrics[model]) == {"mAP", "rank1", "rank5", "mINP"}
+        assert set(metrics[model]) == {"mAP", "mAP_ci95_low", "mAP_ci95_high", "rank1", "rank1_ci95_low",
+                                       "rank1_ci95_high", "rank5", "mINP", "tpr@fpr1e-04", "tpr@fpr1e-03",
+                                       "tpr@fpr1e-02"}
+        for key in ("mAP", "rank1"):
+            assert metrics[model][f"{key}_ci95_low"] <= metrics[model][key] <= metrics[model][f"{key}_ci95_high"]
         assert set(metrics["authors_protocol"][model]) == {"mAP", "rank1"}
+    gain = metrics["stage3_minus_stage1"]
+    assert gain["mAP"] == pytest.approx(metrics["stage3"]["mAP"] - metrics["stage1"]["mAP"], abs=1e-3)
+    assert gain["mAP_ci95_low"] <= gain["mAP"] <= gain["mAP_ci95_high"]
+    queries = pd.read_csv(project / "metrics" / "synthetic.queries.csv")
+    assert list(queries.columns) == ["query", "pid", "camid", "stage1_ap", "stage1_first_rank", "stage3_ap",
+                                     "stage3_first_rank"]
+    assert queries.stage3_ap.mean() == pytest.approx(metrics["stage3"]["mAP"], abs=1e-3)
+    page = (project / "plots" / "ranked" / "synthetic.html").read_text()
+    shown = min(len(queries), 20) + min(max(len(queries) - 20, 0), 20)       # the 20 worst, then 20 random ones
+    assert page.startswith("<!DOCTYPE html>") and page.count("<tr>") == shown
     assert metrics["mAP"] == metrics["stage3"]["mAP"] and metrics["rank1"] == metrics["stage3"]["rank1"]
     assert metrics["reranked"] is False
     details = json.loads((project / "metrics" / "synthetic.details.json").read_text())
@@ -236,6 +251,56 @@ def test_extract_gives_the_features_the_evaluate_stage_scored(project: Path, tmp
     extracted = load_features(out)
     assert extracted.paths == query.paths and layout(params) == torch.channels_last
     assert np.abs(extracted.features - scored).max() < 1e-5
+
+
+def test_evaluate_command_reproduces_the_evaluate_stage(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`maskreid evaluate` on the pipeline's own test folders gives metrics/synthetic.json's numbers (1e-4) and
+    intervals, from the checkpoint and from its ONNX export, with Market names or a labels CSV; its per-query
+    file equals the stage's, and `compare` of a committed revision with the workspace gives the stage's
+    stage 3 - stage 1."""
+    from maskreid.cli import main
+
+    metrics = json.loads((project / "metrics" / "synthetic.json").read_text())
+    images = project / "data" / "prepared" / "synthetic" / "images"
+    model = project / "models" / "synthetic" / "stage3.pt"
+    # the same images under names that say nothing: a CSV alone labels them
+    rows = []
+    for split in ("query", "bounding_box_test"):
+        (tmp_path / split).mkdir()
+        for i, file in enumerate(sorted((images / split).glob("*.jpg"))):
+            copy = tmp_path / split / f"img{i:04d}.jpg"
+            shutil.copy2(file, copy)
+            pid, camid = file.name.split("_c")[0], file.name.split("_c")[1][0]
+            rows.append({"path": f"{split}/{copy.name}", "pid": int(pid), "camid": int(camid)})
+    pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
+    runs = {"checkpoint": [str(model), "--query", str(images / "query"), "--gallery", str(images / "bounding_box_test")],
+            "onnx": [str(model.with_suffix(".onnx")), "--query", str(images / "query"),
+                     "--gallery", str(images / "bounding_box_test")],
+            "labels": [str(model), "--query", str(tmp_path / "query"), "--gallery", str(tmp_path / "bounding_box_test"),
+                       "--labels", str(tmp_path / "labels.csv")]}
+    for name, args in runs.items():
+        assert main(["evaluate", *args, "--json", "--per-query", str(tmp_path / f"{name}.csv")]) == 0
+        got = json.loads(capsys.readouterr().out)
+        for key in ("mAP", "rank1", "rank5", "mINP", "tpr@fpr1e-02"):
+            assert got["metrics"][key] == pytest.approx(metrics["stage3"][key], abs=1e-4), (name, key)
+        assert got["ci95"]["mAP"] == pytest.approx([metrics["stage3"]["mAP_ci95_low"],
+                                                    metrics["stage3"]["mAP_ci95_high"]], abs=1e-3), name
+    stage_table = pd.read_csv(project / "metrics" / "synthetic.queries.csv")
+    cli_table = pd.read_csv(tmp_path / "checkpoint.csv")
+    assert list(cli_table["query"]) == list(stage_table["query"])
+    assert np.abs(cli_table.stage3_ap - stage_table.stage3_ap).max() < 1e-4
+    # a revision: the per-query results committed, then HEAD's stage 1 against the workspace's stage 3
+    git(project, "add", "-f", "metrics/synthetic.queries.csv")
+    git(project, "commit", "-qm", "per-query results")
+    monkeypatch.chdir(project)
+    assert main(["compare", "HEAD@stage1", ".@stage3", "--json"]) == 0
+    compared = json.loads(capsys.readouterr().out)["metrics"]["mAP"]
+    gain = metrics["stage3_minus_stage1"]
+    assert compared["difference"] == pytest.approx(gain["mAP"], abs=1e-3)
+    assert compared["interval"] == pytest.approx([gain["mAP_ci95_low"], gain["mAP_ci95_high"]], abs=1e-3)
+    assert main(["compare", "no-such-revision", ".", "--json"]) == 1
+    assert "no-such-revision: neither a file nor a revision" in capsys.readouterr().err
 
 
 def test_final_model_stands_alone_exports_and_searches(project: Path, tmp_path: Path) -> None:

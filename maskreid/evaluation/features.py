@@ -13,14 +13,19 @@ from maskreid.data.transforms import Normalizer, center_crop, test_transform
 @torch.no_grad()
 def extract_features(model: nn.Module, cache: ImageCache, crop: tuple[int, int], batch_size: int,
                      device: torch.device,
-                     memory_format: torch.memory_format = torch.contiguous_format) -> np.ndarray:
-    """F's embedding of every cached image (the test transform), in fp32."""
+                     memory_format: torch.memory_format = torch.contiguous_format, flip: bool = False) -> np.ndarray:
+    """F's embedding of every cached image (the test transform), in fp32. flip: the mean of the embeddings of
+    the image and of its mirror image (test-time augmentation; the training flips at random, so both are
+    views F was trained on)."""
     model.eval()
     normalizer = Normalizer(device)
     out = []
     for start in range(0, len(cache), batch_size):
         batch = test_transform(cache.images[start:start + batch_size], crop, normalizer, device, memory_format)
-        out.append(model(batch).float().cpu())
+        features = model(batch).float()
+        if flip:
+            features = (features + model(batch.flip(-1)).float()) / 2
+        out.append(features.cpu())
     return torch.cat(out).numpy()
 
 

@@ -135,8 +135,10 @@ class _TrueMatches:
 
 def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
              g_camids: np.ndarray, max_rank: int = 50, same_camera_removal: bool = True,
-             chunk_size: int = 256) -> dict[str, Any]:
-    """Return {'mAP', 'cmc' (ranks 1..max_rank), 'mINP', 'num_valid_queries', 'num_skipped_queries'} as fractions."""
+             chunk_size: int = 256, per_query: bool = False) -> dict[str, Any]:
+    """Return {'mAP', 'cmc' (ranks 1..max_rank), 'mINP', 'num_valid_queries', 'num_skipped_queries'} as fractions.
+    per_query: also 'query_ap' (AP of every query, NaN where it has no true match) and 'query_first_rank' (rank of
+    its first true match, 0 where none): what a bootstrap over queries, or a list of the worst ones, needs."""
     distmat = np.asarray(distmat)
     if distmat.ndim != 2:
         raise ValueError(f"distmat: expected a 2-d (queries x gallery) array, got shape {distmat.shape}")
@@ -155,6 +157,7 @@ def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_cami
     cmc_hits = np.zeros(max_rank, dtype=np.int64)
     ap_sum = inp_sum = 0.0
     num_valid = 0
+    query_ap, query_first = np.full(nq, np.nan), np.zeros(nq, dtype=np.int64)
     for start in range(0, nq, chunk_size):
         stop = min(start + chunk_size, nq)
         chunk = distances[start:stop]
@@ -186,6 +189,7 @@ def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_cami
             keep = ~(match & (g_camids[None, :] == q_camids[q_rows, None])) if same_camera_removal \
                 else np.ones_like(match)
             first[tied], last[tied], ap[tied] = _stats_by_sorting(distmat[q_rows], match & keep, keep)
+        query_ap[start + keep_rows], query_first[start + keep_rows] = ap, first
         ap_sum += float(ap.sum())
         inp_sum += float((rel / last).sum())
         cmc_hits += (first[:, None] <= ranks[None, :]).sum(0)
@@ -193,13 +197,16 @@ def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_cami
     if num_valid == 0:
         raise ValueError("no query has a true match in the gallery (after removing same-camera images); "
                          "check that query and gallery ids and cameras are right")
-    return {
+    result = {
         "mAP": ap_sum / num_valid,
         "cmc": (cmc_hits / num_valid).tolist(),
         "mINP": inp_sum / num_valid,
         "num_valid_queries": num_valid,
         "num_skipped_queries": nq - num_valid,
     }
+    if per_query:
+        result.update(query_ap=query_ap, query_first_rank=query_first)
+    return result
 
 
 def euclidean_distances(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:

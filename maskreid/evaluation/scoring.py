@@ -16,7 +16,10 @@ from typing import Any
 import numpy as np
 
 from maskreid.data.market import JUNK_PID
+from maskreid.evaluation.bootstrap import QueryOutcomes
 from maskreid.evaluation.metrics import euclidean_distances, evaluate, labels_1d, summarize_percent
+from maskreid.evaluation.query_expansion import alpha_query_expansion
+from maskreid.evaluation.verification import tpr_at_fpr
 from maskreid.params import EvaluationParams
 
 PROTOCOLS = ("standard", "authors")
@@ -24,7 +27,8 @@ PROTOCOLS = ("standard", "authors")
 
 @dataclass(frozen=True)
 class Scoring:
-    """How to score: CMC length, the ranks reported, and re-ranking (Zhong et al. 2017) with its k1, k2, lambda."""
+    """How to score: CMC length, the ranks reported, re-ranking (Zhong et al. 2017) with its k1, k2, lambda, and
+    alpha query expansion with its qe_k, alpha (applied to the embeddings, so before re-ranking when both are on)."""
 
     max_rank: int = 50
     ranks: tuple[int, ...] = (1, 5, 10, 20)
@@ -32,14 +36,23 @@ class Scoring:
     rerank_k1: int = 20
     rerank_k2: int = 6
     rerank_lambda: float = 0.3
+    aqe: bool = False
+    aqe_k: int = 5
+    aqe_alpha: float = 3.0
 
     @classmethod
     def of(cls, ev: EvaluationParams) -> "Scoring":
         """params.yaml's `evaluation` block."""
-        return cls(ev.max_rank, tuple(ev.ranks), ev.rerank, ev.rerank_k1, ev.rerank_k2, ev.rerank_lambda)
+        return cls(ev.max_rank, tuple(ev.ranks), ev.rerank, ev.rerank_k1, ev.rerank_k2, ev.rerank_lambda,
+                   ev.aqe, ev.aqe_k, ev.aqe_alpha)
 
     def without_reranking(self) -> "Scoring":
-        return replace(self, rerank=False)
+        """The plain ranking: no re-ranking, no query expansion (the authors' protocol, the audit)."""
+        return replace(self, rerank=False, aqe=False)
+
+    def query_expansion_record(self) -> dict[str, Any]:
+        """What metrics detail files say about query expansion."""
+        return {"used": True, "qe_k": self.aqe_k, "alpha": self.aqe_alpha} if self.aqe else {"used": False}
 
     def reranking_record(self) -> dict[str, Any]:
         """What metrics detail files and `evaluate-distances` say about re-ranking."""
@@ -54,6 +67,7 @@ class Score:
     summary: dict[str, float]      # percent: mAP, rank-k for the reported ranks, mINP, query counts
     distances: np.ndarray          # the matrix that was ranked (gallery columns kept; re-ranked when asked)
     gallery_kept: np.ndarray       # bool per gallery image: ranked (False: junk under the standard protocol)
+    queries: QueryOutcomes         # per query: AP and first true-match rank (bootstrap intervals, worst queries)
 
 
 def ranked_columns(g_pids: np.ndarray, protocol: str) -> np.ndarray:
@@ -87,15 +101,26 @@ def score_distances(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray,
         distmat = k_reciprocal_rerank(distmat, q_q, g_g, scoring.rerank_k1, scoring.rerank_k2,
                                       scoring.rerank_lambda)
     raw = evaluate(distmat, q_pids, g_pids[kept], q_camids, g_camids[kept], scoring.max_rank,
-                   same_camera_removal=protocol == "standard")
-    return Score(raw, summarize_percent(raw, scoring.ranks), distmat, kept)
+                   same_camera_removal=protocol == "standard", per_query=True)
+    queries = QueryOutcomes(np.asarray(q_pids), raw.pop("query_ap"), raw.pop("query_first_rank"))
+    summary = summarize_percent(raw, scoring.ranks)
+    verification = tpr_at_fpr(distmat, q_pids, g_pids[kept], q_camids, g_camids[kept],
+                              same_camera_removal=protocol == "standard")
+    summary.update({k: round(100 * v, 4) for k, v in verification.items()})
+    return Score(raw, summary, distmat, kept, queries)
 
 
 def score_features(q_feat: np.ndarray, g_feat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray,
                    q_camids: np.ndarray, g_camids: np.ndarray, scoring: Scoring,
                    protocol: str = "standard") -> Score:
     """Score embeddings: Euclidean distances (float64), then `score_distances`. Re-ranking's gallery x gallery
-    distances cover only the images that are ranked (junk left out first)."""
+    distances cover only the images that are ranked (junk left out first). With query expansion the embeddings
+    are expanded first (their neighbours: the queries and the ranked gallery) and ranked by cosine."""
+    if scoring.aqe:          # neighbours among the images the protocol ranks (never junk under the standard one)
+        ranked = ranked_columns(np.asarray(g_pids), protocol)
+        q_feat, expanded = alpha_query_expansion(q_feat, g_feat[ranked], scoring.aqe_k, scoring.aqe_alpha)
+        g_feat = np.zeros_like(expanded, shape=(len(g_feat), expanded.shape[1]))
+        g_feat[ranked] = expanded
     q_q = g_g = None
     if scoring.rerank:
         ranked = ranked_columns(np.asarray(g_pids), protocol)

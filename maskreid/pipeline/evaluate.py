@@ -16,9 +16,12 @@ import torch
 from maskreid.data.build import load_split
 from maskreid.data.loading import ImageCache
 from maskreid.data.market import JUNK_PID
+from maskreid.evaluation.bootstrap import intervals, paired_difference
 from maskreid.evaluation.features import color_histograms, extract_features
-from maskreid.evaluation.scoring import Scoring, score_features
+from maskreid.evaluation.scoring import Score, Scoring, score_features
+from maskreid.evaluation.verification import FPRS, fpr_key
 from maskreid.figures.embeddings import embedding_figure
+from maskreid.figures.failures import failure_page
 from maskreid.io import atomic_write_text
 from maskreid.masks.measures import input_dependence, masks_of, person_measures, silhouettes_of
 from maskreid.models.build import build_extractor, layout, load_extractor, load_mask_net
@@ -27,6 +30,7 @@ from maskreid.params import Params
 from maskreid.paths import DatasetPaths
 from maskreid.runtime.device import pick_device, seed_everything, stream_seed
 from maskreid.runtime.provenance import provenance
+from maskreid.tables.compare import per_query_table
 
 log = logging.getLogger("maskreid")
 
@@ -58,6 +62,7 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
     authors: dict[str, Any] = {}
     curves: dict[str, list[float]] = {}
     scored_distances: dict[str, np.ndarray] = {}
+    trained: dict[str, Score] = {}
     test_features: dict[str, np.ndarray] = {}
     for name, embed in models.items():
         q_feat, g_feat = embed(query), embed(gallery)
@@ -67,6 +72,9 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
         curves[name] = score.raw["cmc"]
         log.info("%s %s: mAP %.2f rank-1 %.2f", paths.dataset, name, results[name]["mAP"], results[name]["rank1"])
         if name in ("stage1", "stage3"):
+            trained[name] = score
+            results[name].update(_interval_keys(intervals(score.queries, ("mAP", "rank1"),
+                                                          ev.bootstrap_resamples, params.seed)))
             test_features[name] = np.concatenate([q_feat, g_feat[scored]])
             authors[name] = score_features(q_feat, g_feat, query.pids, gallery.pids, query.camids, gallery.camids,
                                            scoring.without_reranking(), protocol="authors").summary
@@ -87,13 +95,25 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
                  "image: %.1f%%; random hiding: %.1f%%, the person's share of the image)", paths.dataset,
                  *(100 * shares[k] for k in ("hidden_on_person", "hidden_on_person_fixed", "person_share")))
     final = results["stage3"]
-    headline = [k for k in ("mAP", "rank1", "rank5", "mINP") if k in final]
+    headline = [k for k in ("mAP", "mAP_ci95_low", "mAP_ci95_high", "rank1", "rank1_ci95_low", "rank1_ci95_high",
+                            "rank5", "mINP", *map(fpr_key, FPRS)) if k in final]
+    gain = paired_difference(trained["stage1"].queries, trained["stage3"].queries, ("mAP", "rank1"),
+                             ev.bootstrap_resamples, params.seed)
+    log.info("%s stage 3 - stage 1: mAP %+.2f (95%% interval %+.2f to %+.2f), rank-1 %+.2f (%+.2f to %+.2f)",
+             paths.dataset, *(v for m in ("mAP", "rank1") for v in (gain[m]["difference"], *gain[m]["interval"])))
     # metrics/<ds>.json: only the numbers people compare (dvc exp show / metrics diff columns)
     metrics = {"mAP": final["mAP"], "rank1": final["rank1"],
                **{name: {k: results[name][k] for k in headline} for name in ("stage1", "stage3")},
+               "stage3_minus_stage1": {k: v for m in ("mAP", "rank1") for k, v in (
+                   (m, gain[m]["difference"]), (f"{m}_ci95_low", gain[m]["interval"][0]),
+                   (f"{m}_ci95_high", gain[m]["interval"][1]))},
                "authors_protocol": {name: {k: authors[name][k] for k in ("mAP", "rank1")} for name in authors},
                "mask_input_dependence": round(dependence, 6), **on_person, "reranked": bool(ev.rerank)}
     details = {"protocol": "standard", "reranking": scoring.reranking_record(),
+               "query_expansion": scoring.query_expansion_record(), "flip_tta": ev.flip_tta,
+               "intervals": {"method": "bootstrap over query identities, percentile 95% interval",
+                             "resamples": ev.bootstrap_resamples, "seed": params.seed,
+                             "stage3_minus_stage1": gain},
                "query_images": len(query), "gallery_images": int(scored.sum()), "models": results,
                "authors_protocol": {"description": "whole gallery ranked, junk included, same-id same-camera "
                                                    "images kept (the authors' public code); not the standard; "
@@ -106,6 +126,13 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
                         paths.ranked_lists, params.seed)
     embedding_figure(test_features, np.concatenate([query.pids, gallery.pids[scored]]), paths.embedding_figure,
                      params.seed)
+    if ev.page_queries:
+        failure_page(query, gallery, trained["stage3"], paths.failure_page,
+                     f"{paths.dataset}: stage-3 F, ranked lists", ev.page_queries, ev.page_queries, params.seed)
+    else:
+        atomic_write_text(paths.failure_page, "<!DOCTYPE html><p>evaluation.page_queries is 0: no queries shown.\n")
+    atomic_write_text(paths.queries, per_query_table(query.paths, query.camids,
+                                                     {k: v.queries for k, v in trained.items()}).to_csv(index=False))
     cmc = pd.DataFrame({"rank": np.arange(1, ev.max_rank + 1), **{k: np.round(v, 6) for k, v in curves.items()}})
     atomic_write_text(paths.cmc, cmc.to_csv(index=False))
     atomic_write_text(paths.details, json.dumps(details, indent=2) + "\n")
@@ -139,10 +166,15 @@ def draw_ranked_samples(query: ImageCache, gallery: ImageCache, scored: np.ndarr
                       thumb=tuple(query.images.shape[-2:]))
 
 
+def _interval_keys(found: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Flat keys (DVC metrics compare scalars): mAP_ci95_low, mAP_ci95_high, ..."""
+    return {f"{m}_ci95_{side}": v for m, (low, high) in found.items() for side, v in (("low", low), ("high", high))}
+
+
 def _hwc(image: torch.Tensor) -> np.ndarray:
     return image.permute(1, 2, 0).numpy()
 
 
 def _embedder(model: torch.nn.Module, params: Params, device: torch.device) -> Callable[[ImageCache], np.ndarray]:
     return lambda cache: extract_features(model, cache, params.input.crop, params.evaluation.batch_size, device,
-                                          layout(params))
+                                          layout(params), params.evaluation.flip_tta)

@@ -22,12 +22,14 @@ class ModelLoadError(RuntimeError):
 
 
 class Embedder(Protocol):
-    """Embeds a batch of images already resized to spec.resize: uint8 (B, 3, H, W) -> float32 (B, D)."""
+    """Embeds a batch of images already resized to spec.resize: uint8 (B, 3, H, W) -> float32 (B, D).
+    flip: the mean of the embeddings of each image and of its mirror image (test-time augmentation, mirrored
+    after the crop, as the evaluate stage's `flip_tta` does)."""
 
     spec: ModelSpec
     source: Path
 
-    def __call__(self, images: torch.Tensor) -> np.ndarray: ...
+    def __call__(self, images: torch.Tensor, flip: bool = False) -> np.ndarray: ...
 
 
 def preprocess(images: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
@@ -65,9 +67,12 @@ class TorchEmbedder:
         self.model.eval().to(self.device, memory_format=self.memory_format)
 
     @torch.inference_mode()
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
+    def __call__(self, images: torch.Tensor, flip: bool = False) -> np.ndarray:
         batch = preprocess(images, self.spec).to(self.device, memory_format=self.memory_format)
-        return self.model(batch).float().cpu().numpy()
+        features = self.model(batch).float()
+        if flip:
+            features = (features + self.model(batch.flip(-1)).float()) / 2
+        return features.cpu().numpy()
 
 
 class OnnxEmbedder:
@@ -95,9 +100,15 @@ class OnnxEmbedder:
             raise ModelLoadError(str(err)) from err
         self.input_name = self.session.get_inputs()[0].name
 
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
-        batch = preprocess(images, self.spec).numpy()
-        return self.session.run(None, {self.input_name: batch})[0].astype(np.float32, copy=False)
+    def __call__(self, images: torch.Tensor, flip: bool = False) -> np.ndarray:
+        batch = preprocess(images, self.spec)
+        features = self._run(batch)
+        if flip:
+            features = (features + self._run(batch.flip(-1))) / 2
+        return features
+
+    def _run(self, batch: torch.Tensor) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch.contiguous().numpy()})[0].astype(np.float32, copy=False)
 
 
 def onnx_providers(device: torch.device | str) -> list[str]:
