@@ -68,6 +68,7 @@ class ModelParams(_Strict):
     pretrained: str
     embedding_dim: Count
     unet_width: Count
+    last_stride: Literal[1, 2] = 2  # F's last-stage stride: 2 = torchvision's ResNet, 1 = BoT's (2x larger map)
 
     @field_validator("pretrained")
     @classmethod

@@ -69,7 +69,7 @@ class DatasetPaths:
     @property
     def failure_page(self) -> Path:
         """The final model's worst and random queries with their ranked lists (static HTML)."""
-        return self.root / "plots" / "ranked" / f"{self.dataset}.html"
+        return self.root / "plots" / "failures" / f"{self.dataset}.html"
 
     @property
     def cmc(self) -> Path:

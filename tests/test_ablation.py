@@ -129,3 +129,35 @@ def test_paired_interval_is_the_t_interval_of_the_mean() -> None:
     single = paired_interval([0.4])
     assert single[0] == 0.4 and single[1] != single[1] and interval_text(*single[1:]) == ""
     assert interval_text(-1.234, 0.5) == "[-1.23, +0.50]"
+
+
+def test_the_test_sets_share_is_added_from_each_runs_per_query_results() -> None:
+    """With every run's metrics/<ds>.queries.csv at hand: the per-query difference learned - none averaged over
+    the seeds, its sd over identity resamples (written out here as a loop), and the interval
+    mean ± t(2) x sqrt(sd_seeds²/3 + sd_test²). A missing file leaves that interval n/a."""
+    import numpy as np
+    from scipy.stats import t as student_t
+
+    rng = np.random.default_rng(0)
+    pids = np.repeat(np.arange(1, 21), 2)
+    files = {}
+    for hiding, seed in MAP:
+        ap = np.clip(rng.normal(MAP[(hiding, seed)], 15, len(pids)), 0, 100)
+        files[f"rev-exp-{hiding}-{seed}" if (hiding, seed) != ("learned", 0) else "rev-main"] = pd.DataFrame(
+            {"query": [f"q{i}" for i in range(len(pids))], "pid": pids, "camid": 1, "stage1_ap": ap,
+             "stage1_first_rank": 1, "stage3_ap": ap, "stage3_first_rank": rng.integers(1, 3, len(pids))})
+    runs = runs_from_exp_show(listing())
+    _, paired = summarize(runs, lambda rev, dataset: files.get(rev))
+    none = paired[paired.comparison == "learned - none"].iloc[0]
+    learned_revs = {s: ("rev-main" if s == 0 else f"rev-exp-learned-{s}") for s in range(3)}
+    diff = np.mean([files[learned_revs[s]].stage3_ap - files[f"rev-exp-none-{s}"].stage3_ap for s in range(3)], 0)
+    ids = np.unique(pids)
+    picks = np.random.default_rng(0).integers(0, len(ids), size=(1000, len(ids)))
+    means = [np.concatenate([diff[pids == ids[i]] for i in row]).mean() for row in picks]
+    assert none.mAP_test_sd == pytest.approx(np.std(means, ddof=1), rel=1e-9)
+    half = student_t.ppf(0.975, 2) * np.sqrt(none.mAP_diff_sd ** 2 / 3 + none.mAP_test_sd ** 2)
+    assert (none.mAP_combined_low, none.mAP_combined_high) == pytest.approx((-1 - half, -1 + half))
+    assert none.mAP_combined_high - none.mAP_combined_low > none.mAP_diff_ci95_high - none.mAP_diff_ci95_low
+    del files["rev-exp-none-2"]
+    _, paired = summarize(runs, lambda rev, dataset: files.get(rev))
+    assert np.isnan(paired[paired.comparison == "learned - none"].iloc[0].mAP_combined_low)

@@ -145,3 +145,46 @@ def test_torchvision_weight_files_load_for_every_imagenet_backbone(monkeypatch: 
     for key, value in state.items():
         if not key.startswith("fc."):
             assert torch.equal(loaded[key], value), key
+
+
+def test_last_stride_1_doubles_the_final_map_with_the_same_weights() -> None:
+    """BoT's last_stride=1: layer4 no longer downsamples (no dilation), so 128x64 gives an 8x4 final map
+    instead of 4x2; the parameters are the same, so stride-2 weights load and give other embeddings."""
+    images = torch.randn(2, 3, 128, 64, generator=torch.Generator().manual_seed(0))
+    two, one = FeatureExtractor("resnet18", 32).eval(), FeatureExtractor("resnet18", 32, last_stride=1).eval()
+    assert two.backbone.forward_features(images).shape[-2:] == (4, 2)
+    assert one.backbone.forward_features(images).shape[-2:] == (8, 4)
+    one.load_state_dict(two.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(one(images), two(images), atol=1e-4)
+    bottleneck = FeatureExtractor("resnet50", 16, last_stride=1).eval()
+    assert bottleneck.backbone.forward_features(images[:1]).shape[-2:] == (8, 4)
+
+
+@pytest.mark.parametrize("backbone", ["resnet50d", "densenet121", "resnetblur18"])
+def test_last_stride_1_is_refused_where_the_last_stage_does_not_downsample_by_convolution(backbone: str) -> None:
+    with pytest.raises(ValueError, match=f"last_stride: 1 needs a ResNet .* {backbone!r} is not one"):
+        FeatureExtractor(backbone, 16, last_stride=1)
+
+
+def test_the_model_file_carries_last_stride(tmp_path) -> None:
+    """A checkpoint's inference description says last_stride, and the serving path builds F with it (the same
+    embeddings as the trained network); a description of the first format reads as stride 2."""
+    from maskreid.models.spec import ModelSpec
+    from maskreid.serve.inference import TorchEmbedder
+
+    extractor = FeatureExtractor("resnet18", 16, last_stride=1).eval()
+    spec = ModelSpec("resnet18", 16, (68, 34), (64, 32), (0.5, 0.5, 0.5), (0.2, 0.2, 0.2), "synthetic", 3, "x",
+                     last_stride=1)
+    torch.save({"extractor": extractor.state_dict(), "inference": spec.to_dict()}, tmp_path / "f.pt")
+    embedder = TorchEmbedder(tmp_path / "f.pt", channels_last=False)
+    assert embedder.spec.last_stride == 1 and '"last_stride": 1' in spec.to_json()
+    images = torch.randint(0, 256, (2, 3, 68, 34), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    from maskreid.serve.inference import preprocess
+
+    with torch.no_grad():
+        expected = extractor(preprocess(images, spec)).numpy()
+    assert abs(embedder(images) - expected).max() < 1e-5
+    old = {**spec.to_dict(), "format": "maskreid-model/1"}
+    del old["last_stride"]
+    assert ModelSpec.from_dict(old, "old.pt").last_stride == 2

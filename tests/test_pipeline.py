@@ -141,7 +141,7 @@ def test_repro_writes_every_declared_output(project: Path) -> None:
     assert list(queries.columns) == ["query", "pid", "camid", "stage1_ap", "stage1_first_rank", "stage3_ap",
                                      "stage3_first_rank"]
     assert queries.stage3_ap.mean() == pytest.approx(metrics["stage3"]["mAP"], abs=1e-3)
-    page = (project / "plots" / "ranked" / "synthetic.html").read_text()
+    page = (project / "plots" / "failures" / "synthetic.html").read_text()
     shown = min(len(queries), 20) + min(max(len(queries) - 20, 0), 20)       # the 20 worst, then 20 random ones
     assert page.startswith("<!DOCTYPE html>") and page.count("<tr>") == shown
     assert metrics["mAP"] == metrics["stage3"]["mAP"] and metrics["rank1"] == metrics["stage3"]["rank1"]

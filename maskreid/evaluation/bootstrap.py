@@ -100,3 +100,12 @@ def paired_difference(a: QueryOutcomes, b: QueryOutcomes, metrics: Sequence[str]
                   "difference": round(float(vb.mean() - va.mean()), 4), "interval": _percentiles(diff, level),
                   "share_b_ahead": round(ahead, 4)}
     return out
+
+
+def resampled_sd(values: np.ndarray, pids: np.ndarray, resamples: int = RESAMPLES, seed: int = SEED) -> float:
+    """Standard deviation, over identity resamples, of the mean of any per-query values (e.g. a difference of
+    AP averaged over seeds): the test set's share of the uncertainty of that mean."""
+    values, pids = np.asarray(values, dtype=float), np.asarray(pids)
+    keep = ~np.isnan(values)
+    index, counts = _draws(pids[keep], resamples, seed)
+    return float(_resampled_means(values[keep], index, counts).std(ddof=1))

@@ -22,7 +22,7 @@ def layout(params: Params) -> torch.memory_format:
 
 def build_extractor(params: Params) -> FeatureExtractor:
     m = params.model
-    return FeatureExtractor(m.backbone, m.embedding_dim, m.pretrained)
+    return FeatureExtractor(m.backbone, m.embedding_dim, m.pretrained, m.last_stride)
 
 
 def build_mask_net(params: Params) -> UNet:
@@ -30,10 +30,10 @@ def build_mask_net(params: Params) -> UNet:
 
 
 def extractor_with_weights(weights: Mapping[str, Any], backbone: str, embedding_dim: int,
-                           source: Path | str) -> FeatureExtractor:
-    """F of this backbone and embedding size holding `weights` (its ImageNet init is not fetched: the weights
-    replace it); weights of another shape are refused with a message naming `source`."""
-    extractor = FeatureExtractor(backbone, embedding_dim, "none")
+                           source: Path | str, last_stride: int = 2) -> FeatureExtractor:
+    """F of this backbone, embedding size and last stride holding `weights` (its ImageNet init is not fetched:
+    the weights replace it); weights of another shape are refused with a message naming `source`."""
+    extractor = FeatureExtractor(backbone, embedding_dim, "none", last_stride)
     try:
         extractor.load_state_dict(weights)
     except RuntimeError as err:
@@ -46,7 +46,7 @@ def load_extractor(checkpoint: Path, params: Params, device: torch.device) -> Fe
     """F with a checkpoint's weights, on `device` in the params' layout (train mode, as torch builds it)."""
     payload = load_checkpoint(checkpoint, required=("extractor",))
     extractor = extractor_with_weights(payload["extractor"], params.model.backbone, params.model.embedding_dim,
-                                       checkpoint)
+                                       checkpoint, params.model.last_stride)
     return extractor.to(device, memory_format=layout(params))
 
 

@@ -87,18 +87,37 @@ def load_backbone_weights(backbone: nn.Module, path: Path, name: str) -> None:
     backbone.load_state_dict(state)
 
 
-class FeatureExtractor(nn.Module):
-    """F: backbone -> GAP -> 1x1 conv (embedding_dim) -> BN -> ReLU -> embedding vector."""
+def set_last_stride_1(backbone: nn.Module, name: str) -> None:
+    """The last stage's stride-2 convolutions at stride 1, no dilation (BoT's `last_stride=1`, as torchreid and
+    fast-reid use it): a final feature map twice as tall and wide, the same weights. ResNets whose last stage
+    downsamples by strided convolutions only; others are refused by name."""
+    first = getattr(backbone, "layer4", None)
+    leaves = [m for m in first[0].modules() if not any(m.children())] if first is not None else []
+    strided = [m for m in leaves if getattr(m, "stride", 1) not in (1, (1, 1))]
+    if not strided or any(not isinstance(m, nn.Conv2d) for m in strided):
+        raise ValueError(f"model.last_stride: 1 needs a ResNet whose last stage downsamples with strided "
+                         f"convolutions (resnet18..152, resnext50_32x4d, seresnet50); {name!r} is not one")
+    for module in strided:
+        module.stride = (1, 1)
 
-    def __init__(self, backbone: str, embedding_dim: int = 512, pretrained: str = "none") -> None:
+
+class FeatureExtractor(nn.Module):
+    """F: backbone -> GAP -> 1x1 conv (embedding_dim) -> BN -> ReLU -> embedding vector. last_stride: 2 is the
+    backbone as built (torchvision's ResNet), 1 removes the last stage's downsampling (`set_last_stride_1`)."""
+
+    def __init__(self, backbone: str, embedding_dim: int = 512, pretrained: str = "none", last_stride: int = 2) -> None:
         super().__init__()
         import timm
 
+        if last_stride not in (1, 2):
+            raise ValueError(f"last_stride: {last_stride!r}, expected 1 or 2")
         self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0, global_pool="avg")
         if pretrained == "imagenet":
             load_backbone_weights(self.backbone, fetch_imagenet_weights(backbone), backbone)
         elif pretrained != "none":
             load_backbone_weights(self.backbone, Path(pretrained), backbone)
+        if last_stride == 1:
+            set_last_stride_1(self.backbone, backbone)
         channels = int(self.backbone.num_features)
         self.embed = nn.Sequential(
             nn.Conv2d(channels, embedding_dim, kernel_size=1, stride=1),

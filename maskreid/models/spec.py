@@ -13,7 +13,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-FORMAT = "maskreid-model/1"
+FORMAT = "maskreid-model/2"          # 2: last_stride added (a /1 file was made with last stride 2)
+READABLE_FORMATS = ("maskreid-model/1", FORMAT)
 FIELDS = ("format", "backbone", "embedding_dim", "resize", "crop", "mean", "std", "dataset", "stage",
           "params_hash")
 
@@ -33,6 +34,7 @@ class ModelSpec:
     dataset: str                   # the training set
     stage: int                     # 1: F alone; 3: F after the masked stage (the paper's final model)
     params_hash: str               # hash of every setting the training stage read
+    last_stride: int = 2           # F's last-stage stride (1: BoT's last_stride=1)
     format: str = FORMAT
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,7 +49,7 @@ class ModelSpec:
         if not isinstance(raw, dict):
             raise ModelSpecError(f"{source}: the inference description is not a mapping")
         found = raw.get("format")
-        if found != FORMAT:
+        if found not in READABLE_FORMATS:
             raise ModelSpecError(f"{source}: model format {found!r}, this maskreid reads {FORMAT!r}; "
                                  "re-export or re-train it with this version")
         missing = [f for f in FIELDS if f not in raw]
@@ -57,7 +59,8 @@ class ModelSpec:
             return cls(backbone=str(raw["backbone"]), embedding_dim=int(raw["embedding_dim"]),
                        resize=_pair(raw["resize"]), crop=_pair(raw["crop"]),
                        mean=_triple(raw["mean"]), std=_triple(raw["std"]), dataset=str(raw["dataset"]),
-                       stage=int(raw["stage"]), params_hash=str(raw["params_hash"]))
+                       stage=int(raw["stage"]), params_hash=str(raw["params_hash"]),
+                       last_stride=int(raw.get("last_stride", 2)))
         except (TypeError, ValueError) as err:
             raise ModelSpecError(f"{source}: malformed inference description ({err})") from err
 

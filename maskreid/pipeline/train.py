@@ -112,7 +112,7 @@ def _stage_settings(params: Params, stage: int) -> dict[str, Any]:
 
 
 # fields added to a block after checkpoints were saved: in the settings hash only away from their default
-_LATER_FIELDS = {"schedule": "constant", "warmup_epochs": 0, "lr": None}
+_LATER_FIELDS = {"schedule": "constant", "warmup_epochs": 0, "lr": None, "last_stride": 2}
 
 
 def _dump(block: BaseModel) -> dict[str, Any]:
@@ -132,7 +132,7 @@ def inference_spec(params: Params, dataset: str, stage: int) -> ModelSpec:
     """What a user of the saved F needs (maskreid extract/search/export), so the file stands alone."""
     return ModelSpec(backbone=params.model.backbone, embedding_dim=params.model.embedding_dim,
                      resize=tuple(params.input.resize), crop=tuple(params.input.crop), mean=IMAGENET_MEAN,
-                     std=IMAGENET_STD, dataset=dataset, stage=stage,
+                     std=IMAGENET_STD, dataset=dataset, stage=stage, last_stride=params.model.last_stride,
                      params_hash=settings_hash(_stage_settings(params, stage)))
 
 

@@ -59,7 +59,7 @@ class TorchEmbedder:
             raise ModelLoadError(str(err)) from err
         try:
             self.model = extractor_with_weights(payload["extractor"], self.spec.backbone, self.spec.embedding_dim,
-                                                self.source)
+                                                self.source, self.spec.last_stride)
         except CheckpointError as err:
             raise ModelLoadError(str(err)) from err
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format

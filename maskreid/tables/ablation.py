@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
+import numpy as np
 import pandas as pd
 
 from maskreid.io import atomic_write_text
@@ -72,9 +73,63 @@ def _mean_sd(values: pd.Series) -> tuple[float, float]:
     return float(values.mean()), (float(values.std(ddof=1)) if len(values) > 1 else math.nan)
 
 
-def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+QueryReader = Callable[[str, str], "pd.DataFrame | None"]     # (rev, dataset) -> metrics/<ds>.queries.csv or None
+
+
+def queries_at_rev(rev: str, dataset: str) -> pd.DataFrame | None:
+    """A run's per-query results as its revision holds them (None where the revision or file is not here, e.g.
+    a listing saved from another clone whose experiments were not pulled)."""
+    import io
+
+    import dvc.api
+    from dvc.exceptions import DvcException
+
+    try:
+        return pd.read_csv(io.StringIO(dvc.api.read(f"metrics/{dataset}.queries.csv", rev=rev)))
+    except (DvcException, FileNotFoundError, ValueError):
+        return None
+
+
+def _test_set_sd(learned: pd.DataFrame, other: pd.DataFrame, seeds: list, dataset: str,
+                 read: QueryReader | None) -> dict[str, float]:
+    """The test set's share of the uncertainty of the mean paired difference: per query, the difference learned -
+    control averaged over the seeds, then the sd of its mean over identity resamples (the same test set serves
+    every seed, so this part does not shrink with more seeds). NaN where a run's per-query file is missing."""
+    from maskreid.evaluation.bootstrap import resampled_sd
+
+    missing = {"mAP": math.nan, "rank1": math.nan}
+    if read is None:
+        return missing
+    tables = [(read(learned.loc[s, "rev"], dataset), read(other.loc[s, "rev"], dataset)) for s in seeds]
+    if any(a is None or b is None for a, b in tables):
+        return missing
+    base = tables[0][0].set_index("query")
+    diffs = {"mAP": [], "rank1": []}
+    for a, b in tables:
+        a, b = a.set_index("query").loc[base.index], b.set_index("query").loc[base.index]
+        diffs["mAP"].append(a.stage3_ap.to_numpy() - b.stage3_ap.to_numpy())
+        diffs["rank1"].append(100.0 * ((a.stage3_first_rank == 1).to_numpy() & ~np.isnan(a.stage3_ap.to_numpy()))
+                              - 100.0 * ((b.stage3_first_rank == 1).to_numpy() & ~np.isnan(b.stage3_ap.to_numpy())))
+    scored = ~np.isnan(base.stage3_ap.to_numpy())
+    return {m: resampled_sd(np.mean(v, axis=0)[scored], base.pid.to_numpy()[scored]) for m, v in diffs.items()}
+
+
+def combined_interval(mean: float, seed_sd: float, seeds: int, test_sd: float,
+                      level: float = 0.95) -> tuple[float, float]:
+    """mean ± t(seeds - 1) x sqrt(seed_sd² / seeds + test_sd²): training noise (shrinks with seeds) and the test
+    set's sampling (shared by every seed) together; NaN with fewer than two seeds or no test-set part."""
+    from scipy.stats import t as student_t
+
+    if seeds < 2 or math.isnan(test_sd) or math.isnan(seed_sd):
+        return math.nan, math.nan
+    half = float(student_t.ppf(0.5 + level / 2, seeds - 1) * math.sqrt(seed_sd ** 2 / seeds + test_sd ** 2))
+    return mean - half, mean + half
+
+
+def summarize(runs: pd.DataFrame, read_queries: QueryReader | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per dataset and hiding: n seeds, mean and sd of each measure; per dataset and control: the paired
-    difference learned - control over the seeds both ran)."""
+    difference learned - control over the seeds both ran, its interval over seeds, and, where `read_queries`
+    finds every run's per-query results, the interval with the test set's sampling added)."""
     if runs.empty:
         raise AblationError("no experiment with stage-3 metrics found; run e.g. `dvc exp run --queue "
                             "-S 'seed=0,1,2' -S 'hiding=learned,random_blocks,none'` and `dvc queue start`")
@@ -105,6 +160,10 @@ def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                 diff = learned.loc[seeds, f"stage3_{m}"] - other.loc[seeds, f"stage3_{m}"]
                 row[f"{m}_diff_mean"], row[f"{m}_diff_sd"] = _mean_sd(diff)
                 _, row[f"{m}_diff_ci95_low"], row[f"{m}_diff_ci95_high"] = paired_interval(diff)
+            for m, test_sd in _test_set_sd(learned, other, seeds, dataset, read_queries).items():
+                row[f"{m}_test_sd"] = test_sd
+                row[f"{m}_combined_low"], row[f"{m}_combined_high"] = combined_interval(
+                    row[f"{m}_diff_mean"], row[f"{m}_diff_sd"], len(seeds), test_sd)
             paired.append(row)
     return pd.DataFrame(table), pd.DataFrame(paired)
 
@@ -146,16 +205,22 @@ def render_markdown(table: pd.DataFrame, paired: pd.DataFrame, runs: pd.DataFram
         lines.append(f"| {r.dataset} | {r.epochs} | {r.hiding} | {r.seeds} ({r.seed_list}) | {plus_minus(r.mAP_mean, r.mAP_sd)} | "
                      f"{plus_minus(r.rank1_mean, r.rank1_sd)} | {plus_minus(r.mINP_mean, r.mINP_sd)} | "
                      f"{plus_minus(r.stage1_mAP_mean, r.stage1_mAP_sd)} |")
-    lines += ["", "Paired differences (same seed, so the same stage-1 and stage-2 models): mean ± sd over seeds, and the",
-              "95% confidence interval of the mean (t-based, seeds - 1 degrees of freedom; an interval that holds 0",
-              "is no evidence of a difference):", "",
-              "| dataset | epochs | comparison | seeds | mAP | mAP 95% CI | rank-1 | rank-1 95% CI | mINP |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "Paired differences (same seed, so the same stage-1 and stage-2 models): mean ± sd over seeds; the",
+              "95% confidence interval of the mean over seeds (t-based, seeds - 1 degrees of freedom: training noise",
+              "only, on this test set); and the interval with the test set's sampling added (\"+ test set\": a bootstrap",
+              "over query identities of the per-query difference averaged over seeds, which more seeds do not shrink;",
+              "mean ± t x sqrt(sd²/seeds + test-set sd²); n/a where a run's metrics/<ds>.queries.csv is not in the",
+              "repository). An interval that holds 0 is no evidence of a difference.", "",
+              "| dataset | epochs | comparison | seeds | mAP | mAP 95% CI | + test set | rank-1 | rank-1 95% CI | "
+              "+ test set | mINP |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in paired.itertuples():
         lines.append(f"| {r.dataset} | {r.epochs} | {r.comparison} | {r.seeds} | {plus_minus(r.mAP_diff_mean, r.mAP_diff_sd)} | "
                      f"{interval_text(r.mAP_diff_ci95_low, r.mAP_diff_ci95_high)} | "
+                     f"{interval_text(r.mAP_combined_low, r.mAP_combined_high) or 'n/a'} | "
                      f"{plus_minus(r.rank1_diff_mean, r.rank1_diff_sd)} | "
                      f"{interval_text(r.rank1_diff_ci95_low, r.rank1_diff_ci95_high)} | "
+                     f"{interval_text(r.rank1_combined_low, r.rank1_combined_high) or 'n/a'} | "
                      f"{plus_minus(r.mINP_diff_mean, r.mINP_diff_sd)} |")
     shared = runs.groupby(["dataset", "epochs"], sort=True).first()
     settings = "; ".join(f"{d} ({e}): profile `{r.profile}`, lambda1 {r.lambda1}, drop_ratio {r.drop_ratio}"
@@ -164,10 +229,12 @@ def render_markdown(table: pd.DataFrame, paired: pd.DataFrame, runs: pd.DataFram
     return "\n".join(lines)
 
 
-def write_ablation(entries: list[dict[str, Any]], out_dir: Path) -> pd.DataFrame:
-    """reports/ablation.md, ablation.csv (the summary) and ablation_runs.csv (every run) from exp show."""
+def write_ablation(entries: list[dict[str, Any]], out_dir: Path,
+                   read_queries: QueryReader | None = queries_at_rev) -> pd.DataFrame:
+    """reports/ablation.md, ablation.csv (the summary) and ablation_runs.csv (every run) from exp show; each run's
+    per-query results read at its revision where this repository has it (`read_queries`)."""
     runs = runs_from_exp_show(entries)
-    table, paired = summarize(runs)
+    table, paired = summarize(runs, read_queries)
     atomic_write_text(out_dir / "ablation_runs.csv",
                       runs.sort_values(["dataset", "epochs", "hiding", "seed"]).to_csv(index=False))
     summary = pd.concat([table.assign(kind="per hiding"), paired.assign(kind="paired difference")], ignore_index=True)
