@@ -166,6 +166,22 @@ def compare_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_reproduction(args: argparse.Namespace) -> int:
+    """This workspace's metrics against those committed at a revision; exit status 1 when not reproduced."""
+    from maskreid.tables.reproduction import ReproductionError, committed_metrics, compare_runs, render
+
+    path = Path("metrics") / f"{args.dataset}.json"
+    try:
+        if not path.is_file():
+            raise ReproductionError(f"{path}: not found; run `dvc repro` first (in the project folder)")
+        here = json.loads(path.read_text())
+        result = compare_runs(here, committed_metrics(args.dataset, args.against), args.cross_precision_tolerance)
+    except (ReproductionError, ValueError, OSError) as err:
+        return report_error(err)
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    return 0 if result["reproduced"] else 1
+
+
 def extract(model: Path, inputs: list[Path], out: Path, batch_size: int, on_bad_image: str,
             device: str = "auto") -> int:
     """Embed image files or folders with a checkpoint or ONNX model; write .parquet or .npz."""
@@ -354,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--resamples", type=positive_int, default=1000, help="bootstrap resamples")
     co.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     co.add_argument("--json", action="store_true", help="print the result as JSON")
+    cr = sub.add_parser("check-reproduction", formatter_class=shown,
+                        help="does this clone's `dvc repro` give the committed metrics? (exit status 1 if not)")
+    cr.add_argument("--dataset", default="synthetic", help="which metrics/<dataset>.json")
+    cr.add_argument("--against", default="HEAD", help="the git revision or DVC experiment whose metrics to match")
+    cr.add_argument("--cross-precision-tolerance", type=float, default=3.0,
+                    help="points (mAP, rank-1) a run in another precision (bf16 vs fp32) may differ by")
+    cr.add_argument("--json", action="store_true", help="print the result as JSON")
     ab = sub.add_parser("ablation", formatter_class=shown,
                         help="the masks ablation table (reports/ablation.md) from DVC experiments")
     ab.add_argument("--exp-show", type=Path, action="append", default=None,
@@ -414,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
         return evaluate_model(args)
     if args.command == "compare":
         return compare_results(args)
+    if args.command == "check-reproduction":
+        return check_reproduction(args)
     if args.command == "extract":
         return extract(args.model, args.images, args.out, args.batch_size, args.on_bad_image, args.device)
     if args.command == "search":

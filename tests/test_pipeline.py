@@ -44,7 +44,7 @@ TINY_PROFILE = {
 
 # docs/dvc.md, "Reading experiments": what to drop and keep so `dvc exp show --md --only-changed` fits a screen
 READABLE_DROP = (r"^(maskreid|stages|data|models|metrics)(/|$)|dvclive|\.(csv|pt|onnx|json)$"
-                 r"|^(mAP|rank1|reranked|person_share|mask_\w+|(loss|mask_update|val|authors_protocol|stage[13])\..*)$")
+                 r"|^(mAP|rank1|reranked|person_share|mask_\w+|(loss|mask_update|val|authors_protocol|stage[13]|stage3_minus_stage1)\..*)$")
 READABLE_KEEP = r"^(stage[13]\.(mAP|rank1)|authors_protocol\.stage3\.mAP|val\.mAP)$"
 
 
@@ -120,7 +120,8 @@ def test_repro_writes_every_declared_output(project: Path) -> None:
     # only numbers people compare: dvc exp show stays readable
     assert set(metrics) == {"mAP", "rank1", "stage1", "stage3", "stage3_minus_stage1", "authors_protocol",
                             "mask_input_dependence", "mask_hidden_on_person", "mask_hidden_on_person_fixed",
-                            "person_share", "reranked"}
+                            "person_share", "reranked", "trained_in"}
+    assert metrics["trained_in"] in ("fp32", "bf16")       # the tiny crop is below bf16's floor: fp32 everywhere
     assert metrics["mask_input_dependence"] >= 0
     # the generated set's silhouettes: where stage 3's hidden pixels fall, against the person's share
     assert 0 <= metrics["mask_hidden_on_person"] <= 100 and 5 < metrics["person_share"] < 50
@@ -291,9 +292,10 @@ def test_evaluate_command_reproduces_the_evaluate_stage(project: Path, tmp_path:
     assert list(cli_table["query"]) == list(stage_table["query"])
     assert np.abs(cli_table.stage3_ap - stage_table.stage3_ap).max() < 1e-4
     # a revision: the per-query results committed, then HEAD's stage 1 against the workspace's stage 3
-    git(project, "add", "-f", "metrics/synthetic.queries.csv")
+    git(project, "add", "-f", "metrics/synthetic.queries.csv", "metrics/synthetic.json")
     git(project, "commit", "-qm", "per-query results")
     monkeypatch.chdir(project)
+    assert main(["check-reproduction"]) == 0 and "reproduced" in capsys.readouterr().out
     assert main(["compare", "HEAD@stage1", ".@stage3", "--json"]) == 0
     compared = json.loads(capsys.readouterr().out)["metrics"]["mAP"]
     gain = metrics["stage3_minus_stage1"]

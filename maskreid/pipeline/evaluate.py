@@ -108,7 +108,8 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
                    (m, gain[m]["difference"]), (f"{m}_ci95_low", gain[m]["interval"][0]),
                    (f"{m}_ci95_high", gain[m]["interval"][1]))},
                "authors_protocol": {name: {k: authors[name][k] for k in ("mAP", "rank1")} for name in authors},
-               "mask_input_dependence": round(dependence, 6), **on_person, "reranked": bool(ev.rerank)}
+               "mask_input_dependence": round(dependence, 6), **on_person, "reranked": bool(ev.rerank),
+               "trained_in": _training_precision(paths)}
     details = {"protocol": "standard", "reranking": scoring.reranking_record(),
                "query_expansion": scoring.query_expansion_record(), "flip_tta": ev.flip_tta,
                "intervals": {"method": "bootstrap over query identities, percentile 95% interval",
@@ -164,6 +165,13 @@ def draw_ranked_samples(query: ImageCache, gallery: ImageCache, scored: np.ndarr
         rows.append(RankedRow(_hwc(query.images[q]), f"person {query.pids[q]}", blocks))
     draw_ranked_lists(rows, out, [f"{name}: top {RANKED_TOP}" for name in distances],
                       thumb=tuple(query.images.shape[-2:]))
+
+
+def _training_precision(paths: DatasetPaths) -> str:
+    """The precision the training stages ran in ("fp32", "bf16", or e.g. "bf16/fp32/bf16" when they differ):
+    in the metrics file, because results move between bf16 and fp32 machines (`maskreid check-reproduction`)."""
+    found = [(load_checkpoint(paths.checkpoint(n)).get("training") or {}).get("precision", "unknown") for n in (1, 2, 3)]
+    return found[0] if len(set(found)) == 1 else "/".join(found)
 
 
 def _interval_keys(found: dict[str, tuple[float, float]]) -> dict[str, float]:

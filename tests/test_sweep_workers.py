@@ -1,0 +1,66 @@
+"""A sweep shared by machines through git and a DVC remote, with clones on one machine standing in for the
+workers: a bare git repository is the shared git remote, a folder the DVC remote. Two workers each queue and
+run their share of the sweep and `dvc exp push` it; a third clone `dvc exp pull`s everything and builds the
+ablation report from the experiments of both (docs/dvc.md, "Sweeps across machines")."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.test_pipeline import copy_project, git, run, user_env
+
+pytestmark = pytest.mark.slow
+
+
+def _run_queue(clone: Path) -> None:
+    with open(clone.parent / f"{clone.name}-worker.log", "w") as sink:       # the worker would hold a pipe open
+        started = subprocess.run(["dvc", "queue", "start", "-j", "1"], cwd=clone, env=user_env(), stdout=sink,
+                                 stderr=subprocess.STDOUT)
+    assert started.returncode == 0
+    deadline = time.time() + 900
+    while True:
+        status = run(["dvc", "queue", "status"], clone).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        assert time.time() < deadline, status
+        time.sleep(8)
+    assert "Failed" not in status and "Success" in status, status
+
+
+def test_two_workers_share_a_sweep_and_a_third_clone_reports_it(built_tiny_project: Path, tmp_path: Path) -> None:
+    origin = copy_project(built_tiny_project, tmp_path / "origin")
+    store = tmp_path / "dvc-store"
+    run(["dvc", "remote", "add", "-d", "shared", str(store)], origin)
+    git(origin, "add", "-A")
+    git(origin, "commit", "-qm", "the baseline run, and the shared DVC remote")
+    run(["dvc", "push"], origin)
+    run(["git", "clone", "-q", "--bare", str(origin), str(tmp_path / "origin.git")], tmp_path)
+    remote = str(tmp_path / "origin.git")
+
+    shares = {"worker-a": ["-S", "seed=1"], "worker-b": ["-S", "seed=1", "-S", "hiding=none"]}
+    for name, sweep in shares.items():
+        clone = tmp_path / name
+        run(["git", "clone", "-q", remote, str(clone)], tmp_path)
+        run(["dvc", "pull"], clone)                       # the baseline's models: nothing of it is re-run
+        run(["dvc", "exp", "run", "--queue", "-n", f"{name}-run", *sweep], clone)
+        _run_queue(clone)
+        run(["dvc", "exp", "push", "origin", f"{name}-run"], clone)
+
+    reporter = tmp_path / "reporter"
+    run(["git", "clone", "-q", remote, str(reporter)], tmp_path)
+    run(["dvc", "exp", "pull", "origin", "worker-a-run", "worker-b-run"], reporter)
+    listed = run(["dvc", "exp", "list", "--name-only"], reporter).stdout.split()
+    assert sorted(listed) == ["worker-a-run", "worker-b-run"]
+    run(["dvc", "exp", "apply", "worker-b-run"], reporter)           # its models came from the DVC remote
+    assert (reporter / "models" / "synthetic" / "stage3.pt").is_file()
+    run(["git", "checkout", "--", "."], reporter)
+    run(["maskreid", "ablation", "-o", "reports"], reporter)
+    runs = pd.read_csv(reporter / "reports" / "ablation_runs.csv")
+    assert sorted(zip(runs.hiding, runs.seed)) == [("learned", 0), ("learned", 1), ("none", 1)]
+    report = (reporter / "reports" / "ablation.md").read_text()
+    assert "| learned - none | 1 |" in report                      # seed 1 ran on both workers: one pair
