@@ -42,7 +42,8 @@ def test_two_workers_share_a_sweep_and_a_third_clone_reports_it(built_tiny_proje
     run(["git", "clone", "-q", "--bare", str(origin), str(tmp_path / "origin.git")], tmp_path)
     remote = str(tmp_path / "origin.git")
 
-    shares = {"worker-a": ["-S", "seed=1"], "worker-b": ["-S", "seed=1", "-S", "hiding=none"]}
+    # each worker's share re-runs stage 3 onwards only: stages 1 and 2 come from the baseline it pulled
+    shares = {"worker-a": ["-S", "hiding=none"], "worker-b": ["-S", "hiding=random_blocks"]}
     for name, sweep in shares.items():
         clone = tmp_path / name
         run(["git", "clone", "-q", remote, str(clone)], tmp_path)
@@ -61,6 +62,7 @@ def test_two_workers_share_a_sweep_and_a_third_clone_reports_it(built_tiny_proje
     run(["git", "checkout", "--", "."], reporter)
     run(["maskreid", "ablation", "-o", "reports"], reporter)
     runs = pd.read_csv(reporter / "reports" / "ablation_runs.csv")
-    assert sorted(zip(runs.hiding, runs.seed)) == [("learned", 0), ("learned", 1), ("none", 1)]
+    assert sorted(zip(runs.hiding, runs.seed)) == [("learned", 0), ("none", 0), ("random_blocks", 0)]
     report = (reporter / "reports" / "ablation.md").read_text()
-    assert "| learned - none | 1 |" in report                      # seed 1 ran on both workers: one pair
+    for control in ("none", "random_blocks"):       # the baseline's learned run against each worker's control
+        assert f"| learned - {control} | 1 |" in report
