@@ -168,9 +168,10 @@ def compare_results(args: argparse.Namespace) -> int:
 
 def check_reproduction(args: argparse.Namespace) -> int:
     """This workspace's metrics against those committed at a revision; exit status 1 when not reproduced."""
+    from maskreid.paths import DatasetPaths
     from maskreid.tables.reproduction import ReproductionError, committed_metrics, compare_runs, render
 
-    path = Path("metrics") / f"{args.dataset}.json"
+    path = DatasetPaths(args.dataset).metrics
     try:
         if not path.is_file():
             raise ReproductionError(f"{path}: not found; run `dvc repro` first (in the project folder)")

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -60,6 +61,22 @@ def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=user_env())
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
+
+
+def run_queue(project: Path, timeout_s: int) -> str:
+    """`dvc queue start -j 1`, then wait until nothing is queued or running; return `dvc queue status`."""
+    log = project.parent / f"{project.name}-queue-worker.log"
+    with open(log, "w") as sink:          # the worker it starts would hold a pipe open
+        started = subprocess.run(["dvc", "queue", "start", "-j", "1"], cwd=project, env=user_env(),
+                                 stdout=sink, stderr=subprocess.STDOUT)
+    assert started.returncode == 0, log.read_text()
+    deadline = time.time() + timeout_s
+    while True:
+        status = run(["dvc", "queue", "status"], project).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        assert time.time() < deadline, status
+        time.sleep(8)      # each `dvc queue status` costs a second of CPU that the running experiment needs
 
 
 def git(cwd: Path, *args: str) -> subprocess.CompletedProcess:

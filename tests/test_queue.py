@@ -6,8 +6,6 @@ runs on one pytest-xdist worker while test_pipeline.py's `dvc exp run` runs on t
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.test_pipeline import copy_project, git, run, stages_run, user_env
+from tests.test_pipeline import copy_project, git, run, run_queue, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -57,17 +55,7 @@ def test_queued_sweep_sees_dvc_tracked_raw_data_and_reranking_reruns_evaluation_
     git(project, "add", "data/raw/custom.dvc", "params.yaml")    # data/raw/<ds>/ itself is git-ignored already
     git(project, "commit", "-qm", "custom dataset tracked by DVC, and a cross-domain pair")
     run(["dvc", "exp", "run", "--queue", "-S", "evaluation.rerank=false,true"], project)
-    with open(project.parent / "queue-worker.log", "w") as sink:    # the worker it starts would hold a pipe
-        started = subprocess.run(["dvc", "queue", "start", "-j", "1"], cwd=project, env=user_env(),
-                                 stdout=sink, stderr=subprocess.STDOUT)
-    assert started.returncode == 0, (project.parent / "queue-worker.log").read_text()
-    deadline = time.time() + 600
-    while True:
-        status = run(["dvc", "queue", "status"], project).stdout
-        if not any(word in status for word in ("Queued", "Running")):
-            break
-        assert time.time() < deadline, status
-        time.sleep(8)      # each `dvc queue status` costs a second of CPU that the running experiment needs
+    status = run_queue(project, 600)
     assert status.count("Success") == 2 and "Failed" not in status, status
     tasks = [line.split()[0] for line in status.splitlines()[1:] if "Success" in line]
     logs = {task: run(["dvc", "queue", "logs", task], project).stdout for task in tasks}

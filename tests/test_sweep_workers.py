@@ -5,31 +5,14 @@ ablation report from the experiments of both (docs/dvc.md, "Sweeps across machin
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.test_pipeline import copy_project, git, run, user_env
+from tests.test_pipeline import copy_project, git, run, run_queue
 
 pytestmark = pytest.mark.slow
-
-
-def _run_queue(clone: Path) -> None:
-    with open(clone.parent / f"{clone.name}-worker.log", "w") as sink:       # the worker would hold a pipe open
-        started = subprocess.run(["dvc", "queue", "start", "-j", "1"], cwd=clone, env=user_env(), stdout=sink,
-                                 stderr=subprocess.STDOUT)
-    assert started.returncode == 0
-    deadline = time.time() + 900
-    while True:
-        status = run(["dvc", "queue", "status"], clone).stdout
-        if not any(word in status for word in ("Queued", "Running")):
-            break
-        assert time.time() < deadline, status
-        time.sleep(8)
-    assert "Failed" not in status and "Success" in status, status
 
 
 def test_two_workers_share_a_sweep_and_a_third_clone_reports_it(built_tiny_project: Path, tmp_path: Path) -> None:
@@ -49,7 +32,8 @@ def test_two_workers_share_a_sweep_and_a_third_clone_reports_it(built_tiny_proje
         run(["git", "clone", "-q", remote, str(clone)], tmp_path)
         run(["dvc", "pull"], clone)                       # the baseline's models: nothing of it is re-run
         run(["dvc", "exp", "run", "--queue", "-n", f"{name}-run", *sweep], clone)
-        _run_queue(clone)
+        status = run_queue(clone, 900)
+        assert "Failed" not in status and "Success" in status, status
         run(["dvc", "exp", "push", "origin", f"{name}-run"], clone)
 
     reporter = tmp_path / "reporter"

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from maskreid.io import atomic_write_text
+from maskreid.paths import DatasetPaths
 
 MEASURES = ("mAP", "rank1", "mINP")
 RUN_COLUMNS = ["dataset", "epochs", "profile", "hiding", "seed", "lambda1", "drop_ratio", "experiment", "rev",
@@ -85,7 +86,7 @@ def queries_at_rev(rev: str, dataset: str) -> pd.DataFrame | None:
     from dvc.exceptions import DvcException
 
     try:
-        return pd.read_csv(io.StringIO(dvc.api.read(f"metrics/{dataset}.queries.csv", rev=rev)))
+        return pd.read_csv(io.StringIO(dvc.api.read(str(DatasetPaths(dataset).queries), rev=rev)))
     except (DvcException, FileNotFoundError, ValueError):
         return None
 
@@ -95,7 +96,7 @@ def _test_set_sd(learned: pd.DataFrame, other: pd.DataFrame, seeds: list, datase
     """The test set's share of the uncertainty of the mean paired difference: per query, the difference learned -
     control averaged over the seeds, then the sd of its mean over identity resamples (the same test set serves
     every seed, so this part does not shrink with more seeds). NaN where a run's per-query file is missing."""
-    from maskreid.evaluation.bootstrap import resampled_sd
+    from maskreid.evaluation.bootstrap import QueryOutcomes, resampled_sd
 
     missing = {"mAP": math.nan, "rank1": math.nan}
     if read is None:
@@ -103,15 +104,17 @@ def _test_set_sd(learned: pd.DataFrame, other: pd.DataFrame, seeds: list, datase
     tables = [(read(learned.loc[s, "rev"], dataset), read(other.loc[s, "rev"], dataset)) for s in seeds]
     if any(a is None or b is None for a, b in tables):
         return missing
-    base = tables[0][0].set_index("query")
-    diffs = {"mAP": [], "rank1": []}
-    for a, b in tables:
-        a, b = a.set_index("query").loc[base.index], b.set_index("query").loc[base.index]
-        diffs["mAP"].append(a.stage3_ap.to_numpy() - b.stage3_ap.to_numpy())
-        diffs["rank1"].append(100.0 * ((a.stage3_first_rank == 1).to_numpy() & ~np.isnan(a.stage3_ap.to_numpy()))
-                              - 100.0 * ((b.stage3_first_rank == 1).to_numpy() & ~np.isnan(b.stage3_ap.to_numpy())))
-    scored = ~np.isnan(base.stage3_ap.to_numpy())
-    return {m: resampled_sd(np.mean(v, axis=0)[scored], base.pid.to_numpy()[scored]) for m, v in diffs.items()}
+    order = tables[0][0]["query"]
+
+    def outcomes(table: pd.DataFrame) -> QueryOutcomes:      # the stage-3 model's queries, in one order
+        table = table.set_index("query").loc[order]
+        return QueryOutcomes(table.pid.to_numpy(), table.stage3_ap.to_numpy() / 100, table.stage3_first_rank.to_numpy())
+
+    pairs = [(outcomes(a), outcomes(b)) for a, b in tables]
+    first = pairs[0][0]
+    pids = first.pids[first.scored]
+    return {m: resampled_sd(np.mean([a.values(m) - b.values(m) for a, b in pairs], axis=0), pids)
+            for m in missing}
 
 
 def combined_interval(mean: float, seed_sd: float, seeds: int, test_sd: float,

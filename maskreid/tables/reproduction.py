@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from maskreid.paths import DatasetPaths
+
 KEYS = (("stage1", "mAP"), ("stage1", "rank1"), ("stage3", "mAP"), ("stage3", "rank1"))
 SAME_PRECISION_TOLERANCE = 1e-3      # the files round to 1e-4: identical runs agree exactly
 
@@ -20,7 +22,7 @@ def committed_metrics(dataset: str, rev: str) -> dict[str, Any]:
     import dvc.api
     from dvc.exceptions import DvcException
 
-    path = f"metrics/{dataset}.json"
+    path = str(DatasetPaths(dataset).metrics)
     try:
         return json.loads(dvc.api.read(path, rev=rev))
     except (DvcException, FileNotFoundError, ValueError) as err:
