@@ -29,6 +29,10 @@ SCHEDULES = ("constant", "cosine")     # F's learning rate over a stage's epochs
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50d", "resnext50_32x4d",
              "seresnet50", "densenet121", "efficientnet_b0", "mobilenetv3_large_100", "convnext_tiny",
              "resnetblur18", "resnetblur50")
+# Backbones whose channels `model.width` can scale: timm's ResNet family (its `channels` and `stem_width`)
+WIDTH_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50d", "resnext50_32x4d",
+                   "seresnet50", "resnetblur18", "resnetblur50")
+RESNET_WIDTH = 64                      # the first stage's channels of a ResNet as published
 KNOWN_DATASETS = ("synthetic", "market1501", "dukemtmcreid", "cuhk03_labeled", "cuhk03_detected", "cuhk01", "custom")
 KNOWN_PROFILES = ("quick", "paper")
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"   # params `device`, and `--device` of maskreid extract/search
@@ -69,6 +73,17 @@ class ModelParams(_Strict):
     embedding_dim: Count
     unet_width: Count
     last_stride: Literal[1, 2] = 2  # F's last-stage stride: 2 = torchvision's ResNet, 1 = BoT's (2x larger map)
+    width: Annotated[int, Field(ge=8, multiple_of=8)] = RESNET_WIDTH  # F's first-stage channels, doubled per stage
+
+    @model_validator(mode="after")
+    def _width_fits(self) -> "ModelParams":
+        if self.width != RESNET_WIDTH and self.backbone not in WIDTH_BACKBONES:
+            raise _problem("width", f"width {self.width} needs a ResNet backbone ({', '.join(WIDTH_BACKBONES)}); "
+                                    f"{self.backbone!r} keeps its published width ({RESNET_WIDTH})")
+        if self.width != RESNET_WIDTH and self.pretrained == "imagenet":
+            raise _problem("width", f"width {self.width} has no ImageNet weights (they have width {RESNET_WIDTH}): "
+                                    "set pretrained: none or a weights file of that width")
+        return self
 
     @field_validator("pretrained")
     @classmethod

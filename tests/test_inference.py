@@ -118,7 +118,7 @@ def test_old_or_foreign_checkpoints_are_refused_with_the_reason(tmp_path: Path) 
         load_embedder(newer)
     wrong = tmp_path / "wrong.pt"
     save_checkpoint(wrong, {"extractor": _model().state_dict(), "inference": {**SPEC.to_dict(), "embedding_dim": 64}})
-    with pytest.raises(ModelLoadError, match=r"wrong\.pt: weights do not fit resnet18 with a 64-d embedding"):
+    with pytest.raises(ModelLoadError, match=r"wrong\.pt: weights do not fit resnet18 of width 64 with a 64-d embedding"):
         load_embedder(wrong)
 
 

@@ -188,3 +188,46 @@ def test_the_model_file_carries_last_stride(tmp_path) -> None:
     old = {**spec.to_dict(), "format": "maskreid-model/1"}
     del old["last_stride"]
     assert ModelSpec.from_dict(old, "old.pt").last_stride == 2
+
+
+def test_width_scales_every_stage_and_keeps_the_depth_and_strides() -> None:
+    """model.width: 32 halves the channels of each stage (32..256 for a ResNet-18, Bottleneck stages expanded
+    4x as usual), so about a quarter of the weights, with the same 4x2 final map at 128x64."""
+    images = torch.randn(2, 3, 128, 64, generator=torch.Generator().manual_seed(0))
+    full, half = FeatureExtractor("resnet18", 32).eval(), FeatureExtractor("resnet18", 32, width=32).eval()
+    assert full.backbone.num_features == 512 and half.backbone.num_features == 256
+    assert half.backbone.layer1[0].conv1.out_channels == 32 and half.backbone.layer4[0].conv2.out_channels == 256
+    assert half.backbone.forward_features(images).shape[1:] == (256, 4, 2)
+    weights = [sum(p.numel() for p in net.backbone.parameters()) for net in (full, half)]
+    assert 0.24 < weights[1] / weights[0] < 0.26
+    assert FeatureExtractor("resnet50", 16, width=32).backbone.num_features == 1024
+    assert FeatureExtractor("resnet18", 16, width=48, last_stride=1).backbone.forward_features(images).shape[1:] == (
+        384, 8, 4)
+
+
+def test_width_is_refused_for_backbones_it_cannot_scale_and_for_imagenet_weights() -> None:
+    with pytest.raises(ValueError, match="model.width: 32 needs a ResNet backbone .* 'densenet121' keeps"):
+        FeatureExtractor("densenet121", 16, width=32)
+    with pytest.raises(extractor_module.PretrainedWeightsError, match="imagenet has width 64, not 32"):
+        FeatureExtractor("resnet18", 16, pretrained="imagenet", width=32)
+
+
+def test_the_model_file_carries_width(tmp_path) -> None:
+    """The serving path builds F at the width the checkpoint records (a width-64 F could not hold the
+    weights); descriptions of the earlier formats read as width 64."""
+    from maskreid.models.spec import ModelSpec
+    from maskreid.serve.inference import TorchEmbedder, preprocess
+
+    extractor = FeatureExtractor("resnet18", 16, width=16).eval()
+    spec = ModelSpec("resnet18", 16, (68, 34), (64, 32), (0.5, 0.5, 0.5), (0.2, 0.2, 0.2), "synthetic", 3, "x",
+                     width=16)
+    torch.save({"extractor": extractor.state_dict(), "inference": spec.to_dict()}, tmp_path / "f.pt")
+    embedder = TorchEmbedder(tmp_path / "f.pt", channels_last=False)
+    images = torch.randint(0, 256, (2, 3, 68, 34), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = extractor(preprocess(images, spec)).numpy()
+    assert embedder.spec.width == 16 and abs(embedder(images) - expected).max() < 1e-5
+    for older in ("maskreid-model/1", "maskreid-model/2"):
+        old = {**spec.to_dict(), "format": older}
+        del old["width"]
+        assert ModelSpec.from_dict(old, "old.pt").width == 64

@@ -205,3 +205,18 @@ def test_the_resolved_settings_are_frozen_and_typed() -> None:
     assert p.input.crop == (128, 64) and isinstance(p.evaluation.ranks, tuple) and p.datasets == ("synthetic",)
     with pytest.raises(ValidationError):
         p.model.backbone = "resnet50"                      # the stages cannot change what the file says
+
+
+def test_width_is_checked_against_the_backbone_and_the_weights(tmp_path: Path) -> None:
+    """F's width scales ResNets trained from scratch (or from a file of that width); elsewhere it is refused by
+    params validation, before any network is built."""
+    model = "profiles.quick.model"
+    assert load_params(REPO / "params.yaml", overrides=[f"{model}.width=48"]).model.width == 48
+    for overrides, expected in (
+            ([f"{model}.width=20"], f"{model}.width: input should be a multiple of 8, got 20"),
+            ([f"{model}.width=32", f"{model}.backbone=densenet121"],
+             f"{model}: width 32 needs a ResNet backbone .* 'densenet121' keeps its published width"),
+            ([f"{model}.width=32", f"{model}.pretrained=imagenet"],
+             f"{model}: width 32 has no ImageNet weights")):
+        with pytest.raises(ParamsError, match=expected):
+            load_params(REPO / "params.yaml", overrides=overrides)

@@ -7,8 +7,9 @@ numbers a stage reports and the embeddings a user extracts come from the same pi
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
+import numpy as np
 import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -73,3 +74,14 @@ def test_transform(images_uint8: torch.Tensor, crop: tuple[int, int], normalizer
                    memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
     """The test transform: centre crop of the resized image, [0, 1], mean/std, in the models' layout."""
     return to_model_input(center_crop(images_uint8, crop), normalizer, device, memory_format)
+
+
+Features = TypeVar("Features", torch.Tensor, np.ndarray)
+
+
+def embed_test_batch(embed: Callable[[torch.Tensor], Features], batch: torch.Tensor, flip: bool) -> Features:
+    """`embed` of a test-transformed batch; flip: the mean of it and of the mirror images' (test-time
+    augmentation, mirrored after the crop; training flips at random, so both are views F was trained on). One
+    rule for the evaluate stage and for the PyTorch and ONNX embedders of `maskreid extract/search/evaluate`."""
+    features = embed(batch)
+    return (features + embed(batch.flip(-1))) / 2 if flip else features

@@ -7,25 +7,21 @@ import torch
 from torch import nn
 
 from maskreid.data.loading import ImageCache
-from maskreid.data.transforms import Normalizer, center_crop, test_transform
+from maskreid.data.transforms import Normalizer, center_crop, embed_test_batch, test_transform
 
 
 @torch.no_grad()
 def extract_features(model: nn.Module, cache: ImageCache, crop: tuple[int, int], batch_size: int,
                      device: torch.device,
                      memory_format: torch.memory_format = torch.contiguous_format, flip: bool = False) -> np.ndarray:
-    """F's embedding of every cached image (the test transform), in fp32. flip: the mean of the embeddings of
-    the image and of its mirror image (test-time augmentation; the training flips at random, so both are
-    views F was trained on)."""
+    """F's embedding of every cached image (the test transform), in fp32; flip: with its mirror's
+    (`embed_test_batch`)."""
     model.eval()
     normalizer = Normalizer(device)
     out = []
     for start in range(0, len(cache), batch_size):
         batch = test_transform(cache.images[start:start + batch_size], crop, normalizer, device, memory_format)
-        features = model(batch).float()
-        if flip:
-            features = (features + model(batch.flip(-1)).float()) / 2
-        out.append(features.cpu())
+        out.append(embed_test_batch(lambda images: model(images).float(), batch, flip).cpu())
     return torch.cat(out).numpy()
 
 

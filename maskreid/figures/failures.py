@@ -10,7 +10,7 @@ import numpy as np
 
 from maskreid.data.loading import ImageCache
 from maskreid.evaluation.scoring import Score
-from maskreid.figures.ranked_lists import Hit
+from maskreid.figures.ranked_lists import ranked_hits
 from maskreid.figures.ranked_page import PageRow, ranked_page
 
 
@@ -25,13 +25,8 @@ def chosen_queries(ap: np.ndarray, worst: int, random: int, seed: int) -> tuple[
 
 def _row(q: int, query: ImageCache, gallery: ImageCache, score: Score, protocol: str, top: int) -> PageRow:
     kept = np.flatnonzero(score.gallery_kept)
-    g_pids, g_camids = gallery.pids[kept], gallery.camids[kept]
-    listed = np.ones(len(kept), dtype=bool)
-    if protocol == "standard":       # same person, same camera: not ranked
-        listed = ~((g_pids == query.pids[q]) & (g_camids == query.camids[q]))
-    order = [i for i in np.argsort(score.distances[q], kind="stable") if listed[i]][:top]
-    hits = [Hit(gallery.images[kept[i]].permute(1, 2, 0).numpy(), float(score.distances[q, i]),
-                bool(g_pids[i] == query.pids[q])) for i in order]
+    hits = ranked_hits(score.distances[q], query.pids[q], query.camids[q], gallery.pids[kept], gallery.camids[kept],
+                       lambda i: gallery.images[kept[i]], top, same_camera_listed=protocol != "standard")
     label = f"person {query.pids[q]}, camera {query.camids[q]}: {Path(query.paths[q]).name}"
     return PageRow(query.images[q].permute(1, 2, 0).numpy(), label, 100 * float(score.queries.ap[q]),
                    int(score.queries.first_rank[q]), hits)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -21,6 +22,20 @@ class Hit:
     image: np.ndarray            # HWC uint8
     distance: float
     same_person: bool | None     # None: the identity of the query or this image is unknown
+
+
+def ranked_hits(distances: np.ndarray, query_pid: int, query_camid: int, gallery_pids: np.ndarray,
+                gallery_camids: np.ndarray, image_at: Callable[[int], Any], top: int,
+                same_camera_listed: bool = False) -> list[Hit]:
+    """One query's `top` nearest gallery images (`distances`: its row), ties in gallery order, as the standard
+    protocol ranks them: the same person under the same camera is not listed unless `same_camera_listed` (the
+    authors' protocol). `image_at(i)`: gallery image i as CHW uint8. The one rule behind every ranked-list
+    picture and page."""
+    listed = np.ones(len(gallery_pids), dtype=bool) if same_camera_listed else \
+        ~((gallery_pids == query_pid) & (gallery_camids == query_camid))
+    order = [i for i in np.argsort(distances, kind="stable") if listed[i]][:top]
+    return [Hit(np.asarray(image_at(i).permute(1, 2, 0)), float(distances[i]), bool(gallery_pids[i] == query_pid))
+            for i in order]
 
 
 @dataclass

@@ -12,7 +12,7 @@ import torch
 from maskreid.models.checkpoints import CheckpointError, load_checkpoint
 from maskreid.models.extractor import FeatureExtractor
 from maskreid.models.unet import UNet
-from maskreid.params import Params
+from maskreid.params import RESNET_WIDTH, Params
 
 
 def layout(params: Params) -> torch.memory_format:
@@ -22,7 +22,7 @@ def layout(params: Params) -> torch.memory_format:
 
 def build_extractor(params: Params) -> FeatureExtractor:
     m = params.model
-    return FeatureExtractor(m.backbone, m.embedding_dim, m.pretrained, m.last_stride)
+    return FeatureExtractor(m.backbone, m.embedding_dim, m.pretrained, m.last_stride, m.width)
 
 
 def build_mask_net(params: Params) -> UNet:
@@ -30,15 +30,15 @@ def build_mask_net(params: Params) -> UNet:
 
 
 def extractor_with_weights(weights: Mapping[str, Any], backbone: str, embedding_dim: int,
-                           source: Path | str, last_stride: int = 2) -> FeatureExtractor:
-    """F of this backbone, embedding size and last stride holding `weights` (its ImageNet init is not fetched:
-    the weights replace it); weights of another shape are refused with a message naming `source`."""
-    extractor = FeatureExtractor(backbone, embedding_dim, "none", last_stride)
+                           source: Path | str, last_stride: int = 2, width: int = RESNET_WIDTH) -> FeatureExtractor:
+    """F of this backbone, embedding size, last stride and width holding `weights` (its ImageNet init is not
+    fetched: the weights replace it); weights of another shape are refused with a message naming `source`."""
+    extractor = FeatureExtractor(backbone, embedding_dim, "none", last_stride, width)
     try:
         extractor.load_state_dict(weights)
     except RuntimeError as err:
-        raise CheckpointError(f"{source}: weights do not fit {backbone} with a {embedding_dim}-d embedding "
-                              f"({str(err).splitlines()[0]})") from err
+        raise CheckpointError(f"{source}: weights do not fit {backbone} of width {width} with a {embedding_dim}-d "
+                              f"embedding ({str(err).splitlines()[0]})") from err
     return extractor
 
 
@@ -46,7 +46,7 @@ def load_extractor(checkpoint: Path, params: Params, device: torch.device) -> Fe
     """F with a checkpoint's weights, on `device` in the params' layout (train mode, as torch builds it)."""
     payload = load_checkpoint(checkpoint, required=("extractor",))
     extractor = extractor_with_weights(payload["extractor"], params.model.backbone, params.model.embedding_dim,
-                                       checkpoint, params.model.last_stride)
+                                       checkpoint, params.model.last_stride, params.model.width)
     return extractor.to(device, memory_format=layout(params))
 
 

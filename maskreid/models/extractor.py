@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from maskreid.net import is_reachable
+from maskreid.params import RESNET_WIDTH, WIDTH_BACKBONES
 
 # torchvision's ImageNet weights (the file name carries the sha256 prefix torch.hub checks).
 IMAGENET_URLS = {
@@ -101,17 +102,34 @@ def set_last_stride_1(backbone: nn.Module, name: str) -> None:
         module.stride = (1, 1)
 
 
+def width_arguments(backbone: str, width: int) -> dict[str, object]:
+    """timm's arguments for a ResNet whose four stages have width, 2x, 4x, 8x channels (Bottleneck blocks expand
+    them 4x as usual; the stem stays as timm builds it): the published network at 64. The stages' compute
+    scales by about (width / 64)^2, the lever for a CPU-sized F that keeps the ResNet's depth and strides."""
+    if width == RESNET_WIDTH:
+        return {}
+    if backbone not in WIDTH_BACKBONES:
+        raise ValueError(f"model.width: {width} needs a ResNet backbone ({', '.join(WIDTH_BACKBONES)}); "
+                         f"{backbone!r} keeps its published width")
+    return {"channels": tuple(width * 2 ** i for i in range(4))}
+
+
 class FeatureExtractor(nn.Module):
     """F: backbone -> GAP -> 1x1 conv (embedding_dim) -> BN -> ReLU -> embedding vector. last_stride: 2 is the
-    backbone as built (torchvision's ResNet), 1 removes the last stage's downsampling (`set_last_stride_1`)."""
+    backbone as built (torchvision's ResNet), 1 removes the last stage's downsampling (`set_last_stride_1`);
+    width: the first stage's channels (64 as published; `width_arguments`)."""
 
-    def __init__(self, backbone: str, embedding_dim: int = 512, pretrained: str = "none", last_stride: int = 2) -> None:
+    def __init__(self, backbone: str, embedding_dim: int = 512, pretrained: str = "none", last_stride: int = 2,
+                 width: int = RESNET_WIDTH) -> None:
         super().__init__()
         import timm
 
         if last_stride not in (1, 2):
             raise ValueError(f"last_stride: {last_stride!r}, expected 1 or 2")
-        self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0, global_pool="avg")
+        if pretrained == "imagenet" and width != RESNET_WIDTH:
+            raise PretrainedWeightsError(f"pretrained: imagenet has width {RESNET_WIDTH}, not {width}")
+        self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0, global_pool="avg",
+                                          **width_arguments(backbone, width))
         if pretrained == "imagenet":
             load_backbone_weights(self.backbone, fetch_imagenet_weights(backbone), backbone)
         elif pretrained != "none":

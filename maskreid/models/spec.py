@@ -13,8 +13,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-FORMAT = "maskreid-model/2"          # 2: last_stride added (a /1 file was made with last stride 2)
-READABLE_FORMATS = ("maskreid-model/1", FORMAT)
+from maskreid.params import RESNET_WIDTH
+
+FORMAT = "maskreid-model/3"          # 2: last_stride added (a /1 file was made with last stride 2); 3: width
+READABLE_FORMATS = ("maskreid-model/1", "maskreid-model/2", FORMAT)   # (/1, /2 files: width 64)
 FIELDS = ("format", "backbone", "embedding_dim", "resize", "crop", "mean", "std", "dataset", "stage",
           "params_hash")
 
@@ -35,6 +37,7 @@ class ModelSpec:
     stage: int                     # 1: F alone; 3: F after the masked stage (the paper's final model)
     params_hash: str               # hash of every setting the training stage read
     last_stride: int = 2           # F's last-stage stride (1: BoT's last_stride=1)
+    width: int = RESNET_WIDTH      # F's first-stage channels (64: the published ResNet)
     format: str = FORMAT
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,7 +63,7 @@ class ModelSpec:
                        resize=_pair(raw["resize"]), crop=_pair(raw["crop"]),
                        mean=_triple(raw["mean"]), std=_triple(raw["std"]), dataset=str(raw["dataset"]),
                        stage=int(raw["stage"]), params_hash=str(raw["params_hash"]),
-                       last_stride=int(raw.get("last_stride", 2)))
+                       last_stride=int(raw.get("last_stride", 2)), width=int(raw.get("width", RESNET_WIDTH)))
         except (TypeError, ValueError) as err:
             raise ModelSpecError(f"{source}: malformed inference description ({err})") from err
 

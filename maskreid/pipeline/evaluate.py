@@ -101,6 +101,7 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
                              ev.bootstrap_resamples, params.seed)
     log.info("%s stage 3 - stage 1: mAP %+.2f (95%% interval %+.2f to %+.2f), rank-1 %+.2f (%+.2f to %+.2f)",
              paths.dataset, *(v for m in ("mAP", "rank1") for v in (gain[m]["difference"], *gain[m]["interval"])))
+    training = {f"stage{n}": load_checkpoint(paths.checkpoint(n)).get("training") for n in (1, 2, 3)}
     # metrics/<ds>.json: only the numbers people compare (dvc exp show / metrics diff columns)
     metrics = {"mAP": final["mAP"], "rank1": final["rank1"],
                **{name: {k: results[name][k] for k in headline} for name in ("stage1", "stage3")},
@@ -109,7 +110,7 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
                    (f"{m}_ci95_high", gain[m]["interval"][1]))},
                "authors_protocol": {name: {k: authors[name][k] for k in ("mAP", "rank1")} for name in authors},
                "mask_input_dependence": round(dependence, 6), **on_person, "reranked": bool(ev.rerank),
-               "trained_in": _training_precision(paths)}
+               "trained_in": _training_precision(training)}
     details = {"protocol": "standard", "reranking": scoring.reranking_record(),
                "query_expansion": scoring.query_expansion_record(), "flip_tta": ev.flip_tta,
                "intervals": {"method": "bootstrap over query identities, percentile 95% interval",
@@ -120,7 +121,7 @@ def evaluate_dataset(params: Params, paths: DatasetPaths) -> dict[str, Any]:
                                                    "images kept (the authors' public code); not the standard; "
                                                    "never re-ranked",
                                     "gallery_images": len(gallery), **authors},
-               "training": {f"stage{n}": load_checkpoint(paths.checkpoint(n)).get("training") for n in (1, 2, 3)},
+               "training": training,
                "provenance": {**provenance(device, params.precision, params.input.crop),
                               "evaluate_seconds": round(time.perf_counter() - began, 1)}}
     draw_ranked_samples(query, gallery, scored, {k: scored_distances[k] for k in ("stage1", "stage3")},
@@ -149,28 +150,23 @@ def draw_ranked_samples(query: ImageCache, gallery: ImageCache, scored: np.ndarr
     """The top 10 of the same seeded sample of 8 queries under each model, side by side, ranked as the
     standard protocol ranks them (junk and same-person same-camera images left out): where people see
     what stage 3 changed."""
-    from maskreid.figures.ranked_lists import Hit, RankedRow, draw_ranked_lists
+    from maskreid.figures.ranked_lists import RankedRow, draw_ranked_lists, ranked_hits
 
     g_pids, g_camids = gallery.pids[scored], gallery.camids[scored]
     g_images = gallery.images[torch.from_numpy(np.flatnonzero(scored))]
     picks = np.sort(np.random.default_rng(seed).choice(len(query), min(RANKED_QUERIES, len(query)), replace=False))
-    rows = []
-    for q in picks:
-        keep = ~((g_pids == query.pids[q]) & (g_camids == query.camids[q]))
-        blocks = []
-        for dist in distances.values():
-            order = [i for i in np.argsort(dist[q], kind="stable") if keep[i]][:RANKED_TOP]
-            blocks.append([Hit(_hwc(g_images[i]), float(dist[q, i]), bool(g_pids[i] == query.pids[q]))
-                           for i in order])
-        rows.append(RankedRow(_hwc(query.images[q]), f"person {query.pids[q]}", blocks))
+    rows = [RankedRow(_hwc(query.images[q]), f"person {query.pids[q]}",
+                      [ranked_hits(dist[q], query.pids[q], query.camids[q], g_pids, g_camids, g_images.__getitem__,
+                                   RANKED_TOP) for dist in distances.values()]) for q in picks]
     draw_ranked_lists(rows, out, [f"{name}: top {RANKED_TOP}" for name in distances],
                       thumb=tuple(query.images.shape[-2:]))
 
 
-def _training_precision(paths: DatasetPaths) -> str:
-    """The precision the training stages ran in ("fp32", "bf16", or e.g. "bf16/fp32/bf16" when they differ):
-    in the metrics file, because results move between bf16 and fp32 machines (`maskreid check-reproduction`)."""
-    found = [(load_checkpoint(paths.checkpoint(n)).get("training") or {}).get("precision", "unknown") for n in (1, 2, 3)]
+def _training_precision(training: dict[str, dict | None]) -> str:
+    """The precision the training stages ran in ("fp32", "bf16", or e.g. "bf16/fp32/bf16" when they differ), from
+    their checkpoints' training records: in the metrics file, because results move between bf16 and fp32
+    machines (`maskreid check-reproduction`)."""
+    found = [(record or {}).get("precision", "unknown") for record in training.values()]
     return found[0] if len(set(found)) == 1 else "/".join(found)
 
 

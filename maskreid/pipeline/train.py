@@ -20,7 +20,7 @@ from maskreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalizer
 from maskreid.models.build import build_extractor, build_mask_net, layout, load_extractor
 from maskreid.models.checkpoints import load_checkpoint, save_checkpoint
 from maskreid.models.spec import ModelSpec, settings_hash
-from maskreid.params import Params
+from maskreid.params import RESNET_WIDTH, Params
 from maskreid.paths import DatasetPaths
 from maskreid.runtime.device import pick_device, seed_everything, stream_seed
 from maskreid.runtime.precision import MixedPrecision
@@ -112,7 +112,7 @@ def _stage_settings(params: Params, stage: int) -> dict[str, Any]:
 
 
 # fields added to a block after checkpoints were saved: in the settings hash only away from their default
-_LATER_FIELDS = {"schedule": "constant", "warmup_epochs": 0, "lr": None, "last_stride": 2}
+_LATER_FIELDS = {"schedule": "constant", "warmup_epochs": 0, "lr": None, "last_stride": 2, "width": RESNET_WIDTH}
 
 
 def _dump(block: BaseModel) -> dict[str, Any]:
@@ -133,6 +133,7 @@ def inference_spec(params: Params, dataset: str, stage: int) -> ModelSpec:
     return ModelSpec(backbone=params.model.backbone, embedding_dim=params.model.embedding_dim,
                      resize=tuple(params.input.resize), crop=tuple(params.input.crop), mean=IMAGENET_MEAN,
                      std=IMAGENET_STD, dataset=dataset, stage=stage, last_stride=params.model.last_stride,
+                     width=params.model.width,
                      params_hash=settings_hash(_stage_settings(params, stage)))
 
 

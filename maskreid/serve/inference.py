@@ -10,7 +10,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from maskreid.data.transforms import Normalizer, test_transform
+from maskreid.data.transforms import Normalizer, embed_test_batch, test_transform
 from maskreid.models.checkpoints import CheckpointError, load_checkpoint
 from maskreid.models.spec import ModelSpec, ModelSpecError
 
@@ -59,7 +59,7 @@ class TorchEmbedder:
             raise ModelLoadError(str(err)) from err
         try:
             self.model = extractor_with_weights(payload["extractor"], self.spec.backbone, self.spec.embedding_dim,
-                                                self.source, self.spec.last_stride)
+                                                self.source, self.spec.last_stride, self.spec.width)
         except CheckpointError as err:
             raise ModelLoadError(str(err)) from err
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -69,10 +69,7 @@ class TorchEmbedder:
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor, flip: bool = False) -> np.ndarray:
         batch = preprocess(images, self.spec).to(self.device, memory_format=self.memory_format)
-        features = self.model(batch).float()
-        if flip:
-            features = (features + self.model(batch.flip(-1)).float()) / 2
-        return features.cpu().numpy()
+        return embed_test_batch(lambda images: self.model(images).float(), batch, flip).cpu().numpy()
 
 
 class OnnxEmbedder:
@@ -101,11 +98,7 @@ class OnnxEmbedder:
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, images: torch.Tensor, flip: bool = False) -> np.ndarray:
-        batch = preprocess(images, self.spec)
-        features = self._run(batch)
-        if flip:
-            features = (features + self._run(batch.flip(-1))) / 2
-        return features
+        return embed_test_batch(self._run, preprocess(images, self.spec), flip)
 
     def _run(self, batch: torch.Tensor) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch.contiguous().numpy()})[0].astype(np.float32, copy=False)

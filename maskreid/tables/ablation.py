@@ -82,12 +82,11 @@ def queries_at_rev(rev: str, dataset: str) -> pd.DataFrame | None:
     a listing saved from another clone whose experiments were not pulled)."""
     import io
 
-    import dvc.api
-    from dvc.exceptions import DvcException
+    from maskreid.tables.revisions import RevisionReadError, read_at_revision
 
     try:
-        return pd.read_csv(io.StringIO(dvc.api.read(str(DatasetPaths(dataset).queries), rev=rev)))
-    except (DvcException, FileNotFoundError, ValueError):
+        return pd.read_csv(io.StringIO(read_at_revision(str(DatasetPaths(dataset).queries), rev)))
+    except (RevisionReadError, ValueError):
         return None
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from maskreid.evaluation.bootstrap import RESAMPLES, QueryOutcomes, paired_difference
+from maskreid.tables.revisions import RevisionReadError, read_at_revision
 
 _SIDE = re.compile(r"^(?P<source>.+?)(?:@(?P<model>[A-Za-z0-9_.-]+))?$")
 KEY_COLUMNS = ("query", "pid", "camid")
@@ -61,15 +62,11 @@ def _read(source: str, dataset: str) -> tuple[pd.DataFrame, str]:
         if not Path(relative).is_file():
             raise CompareError(f"{relative}: not found here; run `dvc repro` (or give a CSV file)")
         return pd.read_csv(relative), relative
-    import dvc.api
-    from dvc.exceptions import DvcException
-    from dvc.scm import RevError
-
     try:
-        text = dvc.api.read(relative, rev=source)
-    except (DvcException, RevError, FileNotFoundError) as err:
+        text = read_at_revision(relative, source)
+    except RevisionReadError as err:
         raise CompareError(f"{source}: neither a file nor a revision or experiment with {relative} "
-                           f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from err
+                           f"({err.reason})") from err
     return pd.read_csv(io.StringIO(text)), f"{source}:{relative}"
 
 

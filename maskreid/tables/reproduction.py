@@ -19,14 +19,15 @@ class ReproductionError(ValueError):
 
 
 def committed_metrics(dataset: str, rev: str) -> dict[str, Any]:
-    import dvc.api
-    from dvc.exceptions import DvcException
+    from maskreid.tables.revisions import RevisionReadError, read_at_revision
 
     path = str(DatasetPaths(dataset).metrics)
     try:
-        return json.loads(dvc.api.read(path, rev=rev))
-    except (DvcException, FileNotFoundError, ValueError) as err:
-        raise ReproductionError(f"{rev}:{path}: cannot be read ({str(err).splitlines()[0]})") from err
+        return json.loads(read_at_revision(path, rev))
+    except RevisionReadError as err:
+        raise ReproductionError(f"{rev}:{path}: cannot be read ({err.reason})") from err
+    except ValueError as err:
+        raise ReproductionError(f"{rev}:{path}: not a JSON metrics file ({str(err).splitlines()[0]})") from err
 
 
 def compare_runs(here: dict[str, Any], committed: dict[str, Any], cross_precision_tolerance: float) -> dict[str, Any]:
