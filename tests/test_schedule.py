@@ -40,5 +40,6 @@ def test_a_schedule_changes_the_settings_hash_and_a_warm_up_must_fit() -> None:
     cosine = load_params(REPO / "params.yaml", overrides=["profiles.quick.stage1.schedule=cosine",
                                                           "profiles.quick.stage1.warmup_epochs=0"])
     assert settings_hash(_stage_settings(plain, 1)) != settings_hash(_stage_settings(cosine, 1))
-    with pytest.raises(ParamsError, match="warmup_epochs=40 leaves no epoch"):
-        load_params(REPO / "params.yaml", overrides=["profiles.quick.stage1.warmup_epochs=40"])
+    with pytest.raises(ParamsError, match="warmup_epochs=40 leaves no epoch of epochs=30"):
+        load_params(REPO / "params.yaml", overrides=["profiles.quick.stage1.epochs=30",
+                                                     "profiles.quick.stage1.warmup_epochs=40"])
