@@ -72,7 +72,7 @@ def test_means_spreads_and_paired_differences() -> None:
 def test_runs_with_other_method_settings_are_refused() -> None:
     MAP[("learned", 3)] = 10.0
     try:
-        with pytest.raises(AblationError, match="differ in profile, lambda1 or drop_ratio"):
+        with pytest.raises(AblationError, match="differ in profile, F's width or learning rate, lambda1 or drop_ratio"):
             summarize(runs_from_exp_show(listing([_node("odd", "learned", 3, lambda1=0.5)])))
     finally:
         del MAP[("learned", 3)]
@@ -112,6 +112,20 @@ def test_a_shortened_schedule_and_another_repository_are_reported_beside_not_mix
     assert "| cuhk01 | 15/2/6 | learned | 3 (0 1 2) | 42.00 ± 2.00 |" in md
     assert "| cuhk01 | 15/2/6 | learned - none | 3 | -1.00 ± 2.00 |" in md
     assert "| synthetic | 30/4/12 | learned | 3 (0 1 2) |" in md
+
+
+def test_runs_at_another_learning_rate_or_width_are_not_seeds_of_the_same_setting() -> None:
+    """A run whose F trained at another rate (or width) with the same epochs is refused, not averaged in."""
+    MAP[("learned", 3)] = 1.5
+    try:
+        odd = _node("odd", "learned", 3)
+        odd["data"]["params"]["params.yaml"]["data"]["profiles"]["quick"]["stage1"]["lr"] = 0.0008
+        runs = runs_from_exp_show(listing([odd]))
+        assert set(runs.training) == {"width 64, lr ? constant", "width 64, lr 0.0008 constant"}
+        with pytest.raises(AblationError, match="F's width or learning rate"):
+            summarize(runs)
+    finally:
+        del MAP[("learned", 3)]
 
 
 def test_paired_interval_is_the_t_interval_of_the_mean() -> None:

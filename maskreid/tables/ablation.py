@@ -20,7 +20,7 @@ from maskreid.io import atomic_write_text
 from maskreid.paths import DatasetPaths
 
 MEASURES = ("mAP", "rank1", "mINP")
-RUN_COLUMNS = ["dataset", "epochs", "profile", "hiding", "seed", "lambda1", "drop_ratio", "experiment", "rev",
+RUN_COLUMNS = ["dataset", "epochs", "profile", "training", "hiding", "seed", "lambda1", "drop_ratio", "experiment", "rev",
                *[f"stage1_{m}" for m in MEASURES], *[f"stage3_{m}" for m in MEASURES]]
 
 
@@ -52,6 +52,7 @@ def runs_from_exp_show(entries: list[dict[str, Any]]) -> pd.DataFrame:
             if not path.startswith("metrics/") or "stage3" not in values or "stage1" not in values:
                 continue
             rows.append({"dataset": Path(path).stem, "epochs": _epochs(params), "profile": params.get("profile"),
+                         "training": _training(params),
                          "hiding": params.get("hiding", "learned"), "seed": params.get("seed"),
                          "lambda1": params.get("lambda1"), "drop_ratio": params.get("drop_ratio"),
                          "experiment": node.get("name") or "", "rev": node.get("rev"),
@@ -59,7 +60,8 @@ def runs_from_exp_show(entries: list[dict[str, Any]]) -> pd.DataFrame:
                          **{f"stage3_{m}": values["stage3"].get(m) for m in MEASURES}})
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
     # the same settings twice (a committed run and an experiment that reproduced it): the results are equal
-    return runs.drop_duplicates(subset=["dataset", "epochs", "profile", "hiding", "seed", "lambda1", "drop_ratio"])
+    return runs.drop_duplicates(subset=["dataset", "epochs", "profile", "training", "hiding", "seed", "lambda1",
+                                        "drop_ratio"])
 
 
 def _epochs(params: dict[str, Any]) -> str:
@@ -67,6 +69,19 @@ def _epochs(params: dict[str, Any]) -> str:
     settings (a shortened sweep is reported beside, never mixed with, the full one)."""
     profile = ((params.get("profiles") or {}).get(params.get("profile")) or {})
     return "/".join(str((profile.get(f"stage{n}") or {}).get("epochs", "?")) for n in (1, 2, 3))
+
+
+def _training(params: dict[str, Any]) -> str:
+    """F's width and learning rate in the active profile ("width 32, lr 0.0004 constant"): runs that differ there
+    are other experiments, never seeds of one (a rate that collapses F must not be averaged with one that does
+    not). Listings from before these settings existed read as the values those runs used."""
+    profile = ((params.get("profiles") or {}).get(params.get("profile")) or {})
+    stage1, stage3 = profile.get("stage1") or {}, profile.get("stage3") or {}
+    text = (f"width {(profile.get('model') or {}).get('width', 64)}, lr {stage1.get('lr', '?')} "
+            f"{stage1.get('schedule', 'constant')}")
+    if stage1.get("warmup_epochs"):
+        text += f", warm-up {stage1['warmup_epochs']}"
+    return text + (f", stage 3 lr {stage3['lr']}" if stage3.get("lr") is not None else "")
 
 
 def _mean_sd(values: pd.Series) -> tuple[float, float]:
@@ -135,10 +150,11 @@ def summarize(runs: pd.DataFrame, read_queries: QueryReader | None = None) -> tu
     if runs.empty:
         raise AblationError("no experiment with stage-3 metrics found; run e.g. `dvc exp run --queue "
                             "-S 'seed=0,1,2' -S 'hiding=learned,random_blocks,none'` and `dvc queue start`")
-    keys = ["dataset", "epochs", "profile", "lambda1", "drop_ratio"]
-    mixed = runs.groupby(["dataset", "epochs"])[["profile", "lambda1", "drop_ratio"]].nunique()
+    keys = ["dataset", "epochs", "profile", "training", "lambda1", "drop_ratio"]
+    mixed = runs.groupby(["dataset", "epochs"])[["profile", "training", "lambda1", "drop_ratio"]].nunique()
     if (mixed > 1).any(axis=None):
-        raise AblationError("the experiments of one dataset differ in profile, lambda1 or drop_ratio:\n"
+        raise AblationError("the experiments of one dataset and schedule differ in profile, F's width or learning "
+                            "rate, lambda1 or drop_ratio:\n"
                             f"{runs[keys + ['hiding', 'seed', 'experiment']].to_string(index=False)}\n"
                             "compare like with like (remove the others with `dvc exp remove`)")
     table = []
