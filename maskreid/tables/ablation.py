@@ -241,7 +241,8 @@ def render_markdown(table: pd.DataFrame, paired: pd.DataFrame, runs: pd.DataFram
                      f"{interval_text(r.rank1_combined_low, r.rank1_combined_high) or 'n/a'} | "
                      f"{plus_minus(r.mINP_diff_mean, r.mINP_diff_sd)} |")
     shared = runs.groupby(["dataset", "epochs"], sort=True).first()
-    settings = "; ".join(f"{d} ({e}): profile `{r.profile}`, lambda1 {r.lambda1}, drop_ratio {r.drop_ratio}"
+    settings = "; ".join(f"{d} ({e}): profile `{r.profile}`, F at {r.training}, lambda1 {r.lambda1}, "
+                         f"drop_ratio {r.drop_ratio}"
                          for (d, e), r in shared.iterrows())
     lines += ["", f"Settings shared by the runs of each row group: {settings}. Every run: `reports/ablation_runs.csv`.", ""]
     return "\n".join(lines)
