@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from maskreid.io import atomic_write_text
+from maskreid.params import RESNET_WIDTH
 from maskreid.paths import DatasetPaths
 
 MEASURES = ("mAP", "rank1", "mINP")
@@ -77,7 +78,7 @@ def _training(params: dict[str, Any]) -> str:
     not). Listings from before these settings existed read as the values those runs used."""
     profile = ((params.get("profiles") or {}).get(params.get("profile")) or {})
     stage1, stage3 = profile.get("stage1") or {}, profile.get("stage3") or {}
-    text = (f"width {(profile.get('model') or {}).get('width', 64)}, lr {stage1.get('lr', '?')} "
+    text = (f"width {(profile.get('model') or {}).get('width', RESNET_WIDTH)}, lr {stage1.get('lr', '?')} "
             f"{stage1.get('schedule', 'constant')}")
     if stage1.get("warmup_epochs"):
         text += f", warm-up {stage1['warmup_epochs']}"
