@@ -184,7 +184,7 @@ def test_a_bad_override_is_one_clear_error() -> None:
 # the quick profile as those checkpoints were trained (ResNet-18 at its published width, 30/4/12 epochs, 2e-4)
 EARLIER_QUICK = [f"profiles.quick.{key}" for key in (
     "model.width=64", "stage1.epochs=30", "stage1.lr=0.0002", "stage1.schedule=constant", "stage1.warmup_epochs=0",
-    "stage3.epochs=12")]
+    "stage3.epochs=12", "stage3.lr=null")]
 
 
 @pytest.mark.parametrize("overrides, hashes", [
