@@ -48,12 +48,13 @@ def runs_from_exp_show(entries: list[dict[str, Any]]) -> pd.DataFrame:
     for node in _nodes(entries):
         data = node.get("data") or {}
         params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+        profile = _active_profile(params)
         for path, metrics in (data.get("metrics") or {}).items():
             values = (metrics or {}).get("data") or {}
             if not path.startswith("metrics/") or "stage3" not in values or "stage1" not in values:
                 continue
-            rows.append({"dataset": Path(path).stem, "epochs": _epochs(params), "profile": params.get("profile"),
-                         "training": _training(params),
+            rows.append({"dataset": Path(path).stem, "epochs": _epochs(profile), "profile": params.get("profile"),
+                         "training": _training(profile),
                          "hiding": params.get("hiding", "learned"), "seed": params.get("seed"),
                          "lambda1": params.get("lambda1"), "drop_ratio": params.get("drop_ratio"),
                          "experiment": node.get("name") or "", "rev": node.get("rev"),
@@ -65,18 +66,21 @@ def runs_from_exp_show(entries: list[dict[str, Any]]) -> pd.DataFrame:
                                         "drop_ratio"])
 
 
-def _epochs(params: dict[str, Any]) -> str:
+def _active_profile(params: dict[str, Any]) -> dict[str, Any]:
+    """The block of `profiles` that `profile` names, as a run's params listing holds it ({} when absent)."""
+    return (params.get("profiles") or {}).get(params.get("profile")) or {}
+
+
+def _epochs(profile: dict[str, Any]) -> str:
     """The active profile's schedule, "stage1/stage2/stage3" epochs: runs with other schedules are other
     settings (a shortened sweep is reported beside, never mixed with, the full one)."""
-    profile = ((params.get("profiles") or {}).get(params.get("profile")) or {})
     return "/".join(str((profile.get(f"stage{n}") or {}).get("epochs", "?")) for n in (1, 2, 3))
 
 
-def _training(params: dict[str, Any]) -> str:
+def _training(profile: dict[str, Any]) -> str:
     """F's width and learning rate in the active profile ("width 32, lr 0.0004 constant"): runs that differ there
     are other experiments, never seeds of one (a rate that collapses F must not be averaged with one that does
     not). Listings from before these settings existed read as the values those runs used."""
-    profile = ((params.get("profiles") or {}).get(params.get("profile")) or {})
     stage1, stage3 = profile.get("stage1") or {}, profile.get("stage3") or {}
     text = (f"width {(profile.get('model') or {}).get('width', RESNET_WIDTH)}, lr {stage1.get('lr', '?')} "
             f"{stage1.get('schedule', 'constant')}")
