@@ -29,7 +29,7 @@ SCHEDULES = ("constant", "cosine")     # F's learning rate over a stage's epochs
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50d", "resnext50_32x4d",
              "seresnet50", "densenet121", "efficientnet_b0", "mobilenetv3_large_100", "convnext_tiny",
              "resnetblur18", "resnetblur50")
-# Backbones whose channels `model.width` can scale: timm's ResNet family (its `channels` and `stem_width`)
+# Backbones whose channels `model.width` can scale: timm's ResNet family (its `channels`; the stem keeps its width)
 WIDTH_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50d", "resnext50_32x4d",
                    "seresnet50", "resnetblur18", "resnetblur50")
 RESNET_WIDTH = 64                      # the first stage's channels of a ResNet as published
